@@ -1,0 +1,72 @@
+"""Config checks that fail before any job runs, naming the offending field.
+
+Snakemake's ``validate`` stops at the first schema error and prints the schema; a user
+needs every problem at once, each as ``field.path: what is wrong``. ``check_config`` gives
+that for the JSON schema, then adds the checks a schema cannot express (files exist,
+names unique, batch sizes divide).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value that would make the study wrong or crash later."""
+
+
+def _field(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<config>"
+
+
+def _describe(err: jsonschema.ValidationError) -> str:
+    where = _field(err.absolute_path)
+    if err.validator == "required":
+        missing = [p for p in err.validator_value if p not in err.instance]
+        return "; ".join(f"{_field([*err.absolute_path, m])}: required field is missing" for m in missing)
+    if err.validator == "additionalProperties":
+        return f"{where}: {err.message.replace('Additional properties', 'unknown field(s)')}"
+    return f"{where}: {err.message}"
+
+
+def schema_errors(config: dict, schema_path: str | Path) -> list[str]:
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    return sorted(_describe(e) for e in validator.iter_errors(config))
+
+
+def semantic_errors(config: dict) -> list[str]:
+    """Checks on a schema-valid config with defaults filled in."""
+    errors = []
+    data = config["data"]
+    if data["source"] == "local":
+        local = data.get("local")
+        if not local:
+            errors.append("data.local: required when data.source is 'local' (give train and test paths)")
+        else:
+            errors += [f"data.local.{k}: file not found: {v}" for k, v in local.items() if not Path(v).is_file()]
+    names = [m["name"] for m in config["models"]]
+    errors += [f"models: name '{n}' is used more than once" for n in sorted({n for n in names if names.count(n) > 1})]
+    t = config["train"]
+    batch = t["prompts_per_step"] * t["rollouts_per_prompt"]
+    if batch % t["minibatch_size"]:
+        errors.append(f"train.minibatch_size: {t['minibatch_size']} does not divide the rollout batch "
+                      f"prompts_per_step × rollouts_per_prompt = {batch}")
+    return errors
+
+
+def check_config(config: dict, schema_path: str | Path, fill_defaults) -> None:
+    """Raise ConfigError listing every problem; ``fill_defaults(config)`` runs between the
+    schema and the semantic checks (the Snakefile passes Snakemake's ``validate``)."""
+    errors = schema_errors(config, schema_path)
+    if not errors:
+        fill_defaults(config)
+        errors = semantic_errors(config)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))

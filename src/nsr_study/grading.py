@@ -1,0 +1,146 @@
+"""Reward: does a response's final answer equal the gold answer? (math-verify)
+
+``grade`` is the single-pair rule used everywhere; ``Grader`` runs it for many pairs in
+worker processes. Workers exist because math-verify bounds its parse/verify time with
+SIGALRM, which only works in a process's main thread (a training loop, a Snakemake ``run:``
+block or a thread pool would silently lose the bound). Each item also gets a hard wall-clock
+limit: a worker stuck in C code (sympy on adversarial input) is killed and replaced, and the
+item is scored 0.0 with status ``timeout``.
+
+Every result carries a status so that parse failures and timeouts are counted, never
+silently mixed with wrong answers:
+
+- ``ok``        both answers parsed; score is 1.0 or 0.0
+- ``no_answer`` nothing parsable in the response (a parse failure of the response)
+- ``bad_gold``  the gold answer itself does not parse (a data problem)
+- ``timeout``   math-verify's or the hard time bound was hit
+- ``error``     any other exception inside math-verify
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify.errors import TimeoutException
+from pebble import ProcessPool
+from tqdm.auto import tqdm
+
+from nsr_study.answers import last_boxed
+
+STATUSES = ("ok", "no_answer", "bad_gold", "timeout", "error")
+_CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
+
+
+def _parse(text: str, timeout_s: int) -> list:
+    return parse(text, extraction_config=_CONFIG, parsing_timeout=timeout_s, raise_on_error=True)
+
+
+def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[float, str]:
+    """Score one response against a gold answer string; returns (score, status).
+
+    The response's answer is its last ``\\boxed{}`` (the instruction the prompts give);
+    only when it has none does math-verify's own extraction search the whole text.
+    Must run in a main thread (see module doc); use ``Grader`` anywhere else.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("grade() needs the main thread for math-verify's timeouts; use Grader")
+    try:
+        gold_parsed = _parse("\\boxed{" + gold + "}", timeout_s)
+        if not gold_parsed:
+            return 0.0, "bad_gold"
+        boxed = last_boxed(response)
+        pred_text = "\\boxed{" + boxed + "}" if boxed else response
+        pred_parsed = _parse(pred_text, timeout_s)
+        if not pred_parsed:
+            return 0.0, "no_answer"
+        ok = verify(gold_parsed, pred_parsed, timeout_seconds=timeout_s, raise_on_error=True)
+        return (1.0 if ok else 0.0), "ok"
+    except TimeoutException:
+        return 0.0, "timeout"
+    except (Exception, RecursionError):
+        return 0.0, "error"
+
+
+def grade(response: str, gold: str) -> float:
+    """1.0 if the response's final answer is mathematically equal to ``gold``, else 0.0."""
+    return grade_with_status(response, gold)[0]
+
+
+@dataclass
+class BatchResult:
+    """Scores in input order, with one status per item (see module doc)."""
+
+    scores: list[float]
+    statuses: list[str]
+    counts: Counter = field(init=False)
+
+    def __post_init__(self):
+        self.counts = Counter({s: 0 for s in STATUSES}) + Counter(self.statuses)
+        for s in STATUSES:
+            self.counts.setdefault(s, 0)
+
+    @property
+    def parse_failures(self) -> int:
+        return self.counts["no_answer"] + self.counts["bad_gold"]
+
+    @property
+    def timeouts(self) -> int:
+        return self.counts["timeout"]
+
+
+class Grader:
+    """A reusable pool of grading processes (create once, grade every step).
+
+    ``timeout_s`` bounds math-verify's parse and verify calls inside the worker; the hard
+    per-item limit is ``3 * timeout_s + 2`` seconds of wall time (two parses, one verify,
+    plus slack), after which the worker is killed.
+    """
+
+    def __init__(self, workers: int = 2, timeout_s: int = 5):
+        if workers < 1 or timeout_s < 1:
+            raise ValueError(f"Grader needs workers >= 1 and timeout_s >= 1, got {workers}, {timeout_s}")
+        self.timeout_s = int(timeout_s)
+        self.hard_timeout_s = 3 * self.timeout_s + 2
+        # spawn: never fork a process that may hold torch/CUDA threads.
+        self._pool = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+
+    def grade_many(self, responses, golds, progress: bool = False, desc: str = "grading") -> BatchResult:
+        responses, golds = list(responses), list(golds)
+        if len(responses) != len(golds):
+            raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
+        futures = [
+            self._pool.schedule(grade_with_status, args=(r, g, self.timeout_s), timeout=self.hard_timeout_s)
+            for r, g in zip(responses, golds)
+        ]
+        scores, statuses = [], []
+        for fut in tqdm(futures, desc=desc, disable=not progress, unit="ans"):
+            try:
+                score, status = fut.result()
+            except FutureTimeout:
+                score, status = 0.0, "timeout"
+            except Exception:  # a worker that died (e.g. out of memory) fails only its item
+                score, status = 0.0, "error"
+            scores.append(score)
+            statuses.append(status)
+        return BatchResult(scores, statuses)
+
+    def close(self) -> None:
+        self._pool.stop()
+        self._pool.join()
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def grade_batch(responses, golds, workers: int = 2, timeout_s: int = 5, progress: bool = False) -> BatchResult:
+    """One-shot batch grading; prefer a long-lived ``Grader`` when grading repeatedly."""
+    with Grader(workers=workers, timeout_s=timeout_s) as grader:
+        return grader.grade_many(responses, golds, progress=progress)

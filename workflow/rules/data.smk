@@ -1,0 +1,42 @@
+# Data stage: (synthetic MATH-format problems for the demo) → stratified train/val/test.
+
+
+rule synthetic_data:
+    output:
+        train="results/data/synthetic/train.jsonl",
+        test="results/data/synthetic/test.jsonl",
+    params:
+        synthetic=DATA["synthetic"],
+    log:
+        "logs/data/synthetic_data.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/synthetic_data.py"
+
+
+rule prepare_data:
+    input:
+        unpack(lambda wildcards: data_source_files()),
+    output:
+        train="results/data/train.jsonl",
+        val="results/data/val.jsonl",
+        test="results/data/test.jsonl",
+        strata="results/data/strata.csv",
+        figure=report(
+            "results/data/strata.png",
+            caption="../report/strata.rst",
+            category="Data",
+        ),
+    params:
+        hub=DATA["hub"] if DATA["source"] == "hub" else None,
+        train_fraction=DATA["train_fraction"],
+        test_fraction=DATA["test_fraction"],
+        val_size=DATA["val_size"],
+        seed=DATA["seed"],
+    log:
+        "logs/data/prepare_data.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/prepare_data.py"

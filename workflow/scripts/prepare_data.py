@@ -1,0 +1,32 @@
+"""Rule prepare_data: load MATH, extract golds, stratified train/val/test (nsr_study.data)."""
+
+from nsr_study import data
+from nsr_study.logs import setup_logging
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    p = smk.params
+    if p.hub:
+        sources = {s: {"hub": p.hub["id"], "config": p.hub["config"], "revision": p.hub["revision"],
+                       "split": p.hub[f"{s}_split"]} for s in ("train", "test")}
+    else:
+        sources = {s: {"path": smk.input[s]} for s in ("train", "test")}
+    rows = {s: data.load_rows(src, s) for s, src in sources.items()}
+    splits, table = data.prepare(rows["train"], rows["test"], p.train_fraction, p.test_fraction,
+                                 p.val_size, p.seed)
+    for split, records in splits.items():
+        data.write_jsonl(records, smk.output[split])
+    table.to_csv(smk.output.strata, index=False)
+    data.plot_strata(table, smk.output.figure)
+    for split in ("train", "test"):
+        t = table[table["split"] == split]
+        log.info("%s: %d source rows, dropped %d without a \\boxed{} answer, sampled %d over %d strata "
+                 "(max |rows - exact share| = %.2f)", split, t["source_rows"].sum() + t["dropped_no_gold"].sum(),
+                 t["dropped_no_gold"].sum(), t["sampled_rows"].sum(), len(t),
+                 (t["sampled_rows"] - t["expected_rows"]).abs().max())
+    log.info("wrote train %d, val %d, test %d rows", *(len(splits[s]) for s in ("train", "val", "test")))
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

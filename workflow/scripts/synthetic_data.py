@@ -1,0 +1,18 @@
+"""Rule synthetic_data: MATH-format problems for the offline demo (nsr_study.synthetic)."""
+
+from nsr_study.data import write_jsonl
+from nsr_study.logs import setup_logging
+from nsr_study.synthetic import generate
+
+
+def main(smk):
+    log = setup_logging(smk.log[0])
+    cfg = smk.params.synthetic
+    train, test = generate(cfg["n_train"], cfg["n_test"], cfg["seed"])
+    write_jsonl(train, smk.output.train, fields=None)
+    write_jsonl(test, smk.output.test, fields=None)
+    log.info("wrote %d train and %d test synthetic problems (seed %d)", len(train), len(test), cfg["seed"])
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)
