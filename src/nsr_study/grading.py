@@ -97,15 +97,17 @@ class Grader:
     """A reusable pool of grading processes (create once, grade every step).
 
     ``timeout_s`` bounds math-verify's parse and verify calls inside the worker; the hard
-    per-item limit is ``3 * timeout_s + 2`` seconds of wall time (two parses, one verify,
-    plus slack), after which the worker is killed.
+    per-item limit (default ``3 * timeout_s + 2`` seconds of wall time: two parses, one
+    verify, plus slack) kills a worker that ignores the alarm, e.g. inside C code.
+    Call it from a script guarded by ``if __name__ == "__main__"``: spawned workers
+    re-import the main module.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: int = 5):
+    def __init__(self, workers: int = 2, timeout_s: int = 5, hard_timeout_s: float | None = None):
         if workers < 1 or timeout_s < 1:
             raise ValueError(f"Grader needs workers >= 1 and timeout_s >= 1, got {workers}, {timeout_s}")
         self.timeout_s = int(timeout_s)
-        self.hard_timeout_s = 3 * self.timeout_s + 2
+        self.hard_timeout_s = hard_timeout_s or 3 * self.timeout_s + 2
         # spawn: never fork a process that may hold torch/CUDA threads.
         self._pool = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
 

@@ -1,0 +1,69 @@
+"""Bad configs stop `snakemake -n` before any job, with a message naming the field."""
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from nsr_study.config import ConfigError, check_config
+
+BAD = {
+    "unknown objective": ({"objectives": ["GRPO", "NSRR"]}, "objectives[1]: 'NSRR' is not one of"),
+    "fraction zero": ({"data": {"train_fraction": 0}}, "data.train_fraction: 0 is less than or equal to the minimum"),
+    "fraction above one": ({"data": {"test_fraction": 1.5}}, "data.test_fraction: 1.5 is greater than the maximum"),
+    "negative lr": ({"train": {"lr": -1.0e-6}}, "train.lr: -1e-06 is less than or equal to the minimum of 0"),
+    "model without id": ({"models": [{"name": "qwen"}]}, "models[0].id: required field is missing"),
+    "missing data path": (
+        {"data": {"source": "local", "local": {"train": "/nope/train.jsonl", "test": "/nope/test.jsonl"}}},
+        "data.local.train: file not found: /nope/train.jsonl",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_config_fails_dry_run_naming_the_field(case, tmp_path):
+    overlay, message = BAD[case]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(overlay))
+    res = snakemake("-n", "--cores", "1", "--configfile", tmp_path / "bad.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "invalid config" in out and message in out, out
+    assert "Job stats" not in out  # stopped before planning any job
+
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+def _base():
+    return {"models": [{"name": "m", "id": "org/m"}], "objectives": ["NSR"], "seeds": [0]}
+
+
+def _fill(c):
+    from snakemake.utils import validate
+
+    validate(c, str(SCHEMA))
+
+
+def test_all_problems_reported_at_once():
+    cfg = _base() | {"objectives": ["X"], "train": {"lr": -1, "stepz": 3}}
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, SCHEMA, _fill)
+    lines = str(err.value).splitlines()[1:]
+    assert [ln.split(":")[0].strip() for ln in lines] == ["objectives[0]", "train.lr", "train"]
+
+
+def test_semantic_checks_after_defaults():
+    cfg = _base() | {"models": [{"name": "m", "id": "a"}, {"name": "m", "id": "b"}],
+                     "train": {"minibatch_size": 5}, "data": {"source": "local"}}
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, SCHEMA, _fill)
+    msg = str(err.value)
+    assert "data.local: required when data.source is 'local'" in msg
+    assert "models: name 'm' is used more than once" in msg
+    assert "train.minibatch_size: 5 does not divide the rollout batch" in msg
+
+
+def test_defaults_filled_from_schema():
+    cfg = _base()
+    check_config(cfg, SCHEMA, _fill)
+    assert cfg["data"]["train_fraction"] == 0.25 and cfg["train"]["lr"] == 1e-6
+    assert cfg["data"]["hub"]["id"] == "DigitalLearningGmbH/MATH-lighteval"

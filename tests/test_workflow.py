@@ -1,0 +1,40 @@
+"""The Snakemake workflow itself: plans of the real study, the offline demo data stage."""
+
+import pandas as pd
+import yaml
+
+from conftest import REPO, snakemake
+from nsr_study.data import read_jsonl
+
+DATA_OUT = ["train.jsonl", "val.jsonl", "test.jsonl", "strata.csv", "strata.png"]
+
+
+def test_study_dry_run_plans_data_stage():
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
+    assert res.returncode == 0, res.stderr
+    assert "prepare_data" in res.stdout and "rule all" in res.stdout
+
+
+def test_demo_data_stage_runs_offline(tmp_path):
+    targets = [f"results/data/{f}" for f in DATA_OUT]
+    res = snakemake("--cores", "2", "--configfile", REPO / "config/demo.yaml", "-d", tmp_path, *targets)
+    assert res.returncode == 0, res.stderr
+    demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())["data"]
+    sizes = {s: len(read_jsonl(tmp_path / f"results/data/{s}.jsonl")) for s in ("train", "val", "test")}
+    n_train, n_test = demo["synthetic"]["n_train"], demo["synthetic"]["n_test"]
+    assert sizes["train"] + sizes["val"] == round(demo["train_fraction"] * n_train)
+    assert sizes == {"train": sizes["train"], "val": demo["val_size"], "test": round(demo["test_fraction"] * n_test)}
+    assert (tmp_path / "logs/data/prepare_data.log").read_text().count("sampled") == 2
+
+
+def test_local_math_through_the_workflow(tmp_path, math_dir):
+    cfg = {"data": {"source": "local", "train_fraction": 0.25, "test_fraction": 1.0, "val_size": 100,
+                    "local": {"train": str(math_dir / "train.jsonl"), "test": str(math_dir / "math500.jsonl")}}}
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake("--cores", "2", "--configfile", tmp_path / "local.yaml", "-d", tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "results/data"
+    strata = pd.read_csv(out / "strata.csv")
+    assert (strata["sampled_rows"] - strata["expected_rows"]).abs().max() <= 1
+    assert len(read_jsonl(out / "test.jsonl")) == 500
+    assert all(r["answer"] for s in ("train", "val", "test") for r in read_jsonl(out / f"{s}.jsonl"))
