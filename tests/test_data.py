@@ -80,3 +80,13 @@ def test_val_size_must_fit():
     train, test = generate(40, 20, seed=3)
     with pytest.raises(ValueError, match="data.val_size"):
         data.prepare(train, test, 0.5, 1.0, 20, seed=0)
+
+
+def test_hub_branch_loads_a_dataset_folder(tmp_path):
+    """The hub code path (load_dataset(id, config, split=...)) on a local dataset folder,
+    which `datasets` resolves like a hub repository; offline, so no download is needed."""
+    train, test = generate(30, 10, seed=2)
+    data.write_jsonl(train, tmp_path / "train.jsonl", fields=None)
+    data.write_jsonl(test, tmp_path / "test.jsonl", fields=None)
+    rows = data.load_rows({"hub": str(tmp_path), "config": None, "split": "test"}, "test")
+    assert rows == test
