@@ -28,9 +28,11 @@ check_config(config, SCHEMA, fill_defaults=lambda c: validate(c, SCHEMA))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         data_targets(),
+        train_targets(),
     default_target: True

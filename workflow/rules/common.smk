@@ -1,5 +1,6 @@
 # Grid helpers, wildcard constraints and target lists. No rules here.
 
+import json
 import re
 
 MODELS = {m["name"]: m for m in config["models"]}
@@ -32,3 +33,38 @@ def data_targets():
         "results/data/strata.csv",
         "results/data/strata.png",
     ]
+
+
+CELL = "{model}/{objective}/seed{seed}"
+
+
+def cell_dir(kind):
+    """results/<kind>/<model>/<objective>/seed<seed>: one folder per grid cell."""
+    return f"results/{kind}/{CELL}"
+
+
+def model_build_input(wildcards):
+    """A tiny demo model must be built before use; hub models need nothing."""
+    model = MODELS[wildcards.model]
+    return {"model": model["id"]} if "tiny" in model else {}
+
+
+def cell_config(wildcards) -> str:
+    """Everything one training job needs besides its paths, as JSON (a change reruns the cell)."""
+    model = MODELS[wildcards.model]
+    return json.dumps({
+        "model_name": wildcards.model,
+        "model_id": model["id"],
+        "objective": wildcards.objective,
+        "seed": int(wildcards.seed),
+        "train": config["train"],
+        "grading": config["grading"],
+    }, sort_keys=True)
+
+
+def gpus_per_cell():
+    return 0 if config["train"]["device"] == "cpu" else 1
+
+
+def train_targets():
+    return expand(cell_dir("train") + "/metrics.jsonl", model=MODELS, objective=OBJECTIVES, seed=SEEDS)

@@ -1,0 +1,61 @@
+"""Per-token log-probabilities and entropies without full-vocabulary logits for the batch.
+
+Qwen's vocabulary has 151,936 entries: logits for a (64 × 1,024)-token batch would take 40 GB
+in fp32. Only the hidden states at response positions are projected, ``chunk`` rows at a
+time, in fp32 (the lm_head matmul runs outside autocast), and each chunk is recomputed in the
+backward pass (activation checkpointing) so its logits are never kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor):
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        logits = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
+        logz = torch.logsumexp(logits, dim=-1)
+        logp = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
+        probs = torch.exp(logits - logz[:, None])
+        entropy = logz - (probs * logits).sum(-1)
+    return logp, entropy
+
+
+def chunked_logprobs(hidden: torch.Tensor, lm_head: torch.nn.Linear, targets: torch.Tensor,
+                     chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) and entropy for rows of ``hidden`` (N, H) → two (N,) fp32 tensors."""
+    logps, ents = [], []
+    for s in range(0, hidden.shape[0], chunk):
+        args = (hidden[s : s + chunk], lm_head.weight, lm_head.bias, targets[s : s + chunk])
+        if torch.is_grad_enabled():
+            lp, ent = checkpoint(_chunk_logprobs, *args, use_reentrant=False)
+        else:
+            lp, ent = _chunk_logprobs(*args)
+        logps.append(lp)
+        ents.append(ent)
+    if not logps:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(logps), torch.cat(ents)
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   target_mask: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logp, entropy), each (B, T) fp32: at position t, log p(input_ids[t] | input_ids[:t])
+    and the entropy of that next-token distribution, where ``target_mask[t]``; 0 elsewhere.
+
+    Sequences are right-padded (prompt then response, no padding inside), so positions are
+    the plain ``arange`` the model assumes.
+    """
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    sel = target_mask[:, 1:].bool()
+    lp, ent = chunked_logprobs(hidden[:, :-1][sel], model.get_output_embeddings(), input_ids[:, 1:][sel], chunk)
+    logp = hidden.new_zeros(input_ids.shape, dtype=torch.float32)
+    entropy = torch.zeros_like(logp)
+    pad = torch.zeros_like(target_mask[:, :1], dtype=torch.bool)
+    full = torch.cat([pad, sel], dim=1)
+    logp = logp.masked_scatter(full, lp)
+    entropy = entropy.masked_scatter(full, ent)
+    return logp, entropy

@@ -1,0 +1,228 @@
+"""Tiny Qwen2-architecture models with a real prior, built offline for the CPU demo.
+
+The demo must exercise the study's own code path — ``AutoTokenizer`` /
+``AutoModelForCausalLM.from_pretrained(dir)``, the chat template, EOS handling, math-verify
+rewards — without downloading Qwen, in seconds per model. So each tiny model is built here:
+
+- **Tokenizer**: byte-level BPE trained with ``tokenizers`` on the synthetic texts, with the
+  very normalizer, pre-tokenizer and decoder that ``Qwen2Tokenizer`` installs. ``AutoTokenizer``
+  loads a tokenizer saved beside a Qwen2 config *as* ``Qwen2Tokenizer``, which rebuilds that
+  pipeline from the vocab and merges (GUIDE §7); built any other way, the ids would change on
+  load. Special tokens and ChatML template as in Qwen2.5-Instruct: ``<|endoftext|>`` pads,
+  ``<|im_end|>`` ends a turn (EOS). The natural vocabulary is small (~400: digits are split
+  one per token, as in Qwen), so sequences stay short.
+- **Model**: ``Qwen2ForCausalLM`` from a ``Qwen2Config`` sized by a :class:`TinySpec`, float32,
+  saved with ``save_pretrained`` (safetensors) beside the tokenizer.
+- **Prior**: a short SFT on the train split (loss on the solution and its EOS only), then greedy
+  validation accuracy graded by math-verify — bigger model ⇒ stronger prior — and the pass
+  rate of T=1 samples (the RL stage needs groups that mix correct and incorrect answers),
+  written to ``prior.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers.models import BPE
+from tqdm.auto import tqdm
+from transformers import (AutoTokenizer, GenerationConfig, PreTrainedTokenizerFast,
+                          Qwen2Config, Qwen2ForCausalLM)
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+from nsr_study.grading import Grader
+from nsr_study.prompts import INSTRUCTION, chat_prompt, prompt_ids
+from nsr_study.rollout import HFBackend
+
+log = logging.getLogger("nsr_study")
+
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+# Qwen2.5-Instruct's ChatML, without its default system prompt.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Size of one tiny model and its SFT (the ``tiny`` entry of a model in the config)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 512  # an upper bound: BPE stops when no pair is left to merge
+    sft_steps: int = 300
+    batch_size: int = 32
+    lr: float = 3.0e-3
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.01
+    max_new_tokens: int = 64  # for the prior check; the demo's train.max_new_tokens
+    t1_samples: int = 4  # samples per validation problem at T=1
+
+
+def corpus(records: list[dict]) -> list[str]:
+    """The texts the tokenizer sees: user turns as the prompts render them, and solutions."""
+    return [f"user\n{r['problem']} {INSTRUCTION}" for r in records] + [f"assistant\n{r['solution']}" for r in records]
+
+
+def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with Qwen2Tokenizer's own pipeline (so it survives AutoTokenizer), ChatML
+    specials at ids 0-2 and the chat template. Deterministic for the same texts."""
+    tok = Tokenizer(BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, IM_START, IM_END],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token=PAD,
+                                   extra_special_tokens=[IM_START], chat_template=CHAT_TEMPLATE)
+
+
+def build_model(spec: TinySpec, tokenizer) -> Qwen2ForCausalLM:
+    """A randomly initialised float32 Qwen2 LM (tied embeddings) whose generation config ends
+    at ``<|im_end|>`` and pads with ``<|endoftext|>``, as Qwen2.5-Instruct's does."""
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=pad, eos_token_id=eos, pad_token_id=pad, dtype="float32",
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=eos, pad_token_id=pad)
+    return model
+
+
+def sft_examples(tokenizer, records: list[dict]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, target ids) per record: the chat prompt, then the solution and EOS."""
+    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    targets = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
+    return [(p, t + [tokenizer.eos_token_id]) for p, t in zip(prompts, targets)]
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are -100 (no loss) on prompt and padding tokens."""
+    width = max(len(p) + len(t) for p, t in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    att = torch.zeros_like(ids)
+    for i, (p, t) in enumerate(examples):
+        ids[i, : len(p) + len(t)] = torch.tensor(p + t)
+        labels[i, len(p) : len(p) + len(t)] = torch.tensor(t)
+        att[i, : len(p) + len(t)] = 1
+    return {"input_ids": ids, "attention_mask": att, "labels": labels}
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
+    """AdamW on the token-mean loss of target tokens, batches drawn by epoch-wise shuffles;
+    deterministic for a seed. Returns the loss of every step."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    warmup = max(1, int(spec.warmup_frac * spec.sft_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.sft_steps, warmup))
+    order: list[int] = []
+    losses = []
+    model.train()
+    bar = tqdm(range(spec.sft_steps), desc="sft", unit="step", mininterval=1.0)
+    for step in bar:
+        if len(order) < spec.batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch, order = order[: spec.batch_size], order[spec.batch_size :]
+        loss = model(**collate([examples[i] for i in batch], pad_id)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if (step + 1) % max(1, spec.sft_steps // 10) == 0 or step + 1 == spec.sft_steps:
+            log.info("sft step %d/%d loss %.4f lr %.2e", step + 1, spec.sft_steps, losses[-1], sched.get_last_lr()[0])
+    model.eval()
+    return losses
+
+
+def evaluate(model, tokenizer, records: list[dict], grader: Grader, temperature: float, n: int,
+             max_new_tokens: int, seed: int) -> dict:
+    """Accuracy of ``n`` responses per problem (overall, by level), the share cut at
+    ``max_new_tokens``, and the share of problems whose n responses are mixed."""
+    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    out = HFBackend(model, tokenizer).generate(prompts, n=n, temperature=temperature, top_p=1.0,
+                                               max_new_tokens=max_new_tokens, seed=seed)
+    graded = grader.grade_many(out.texts, [r["answer"] for r in records for _ in range(n)])
+    per_problem = [graded.scores[i * n : (i + 1) * n] for i in range(len(records))]
+    by_level = defaultdict(list)
+    for r, s in zip(records, per_problem):
+        by_level[r["level"]].extend(s)
+    return {
+        "temperature": temperature, "samples_per_problem": n, "problems": len(records),
+        "accuracy": sum(graded.scores) / len(graded.scores),
+        "by_level": {lv: sum(s) / len(s) for lv, s in sorted(by_level.items())},
+        "truncated": sum(out.truncated) / len(out),
+        "mixed_problems": sum(0 < sum(s) < n for s in per_problem) / len(records),
+        "statuses": dict(graded.counts),
+    }
+
+
+def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[dict], outdir: str | Path,
+          seed: int = 0, grader_workers: int = 2) -> dict:
+    """Tokenizer, model, SFT and prior check into ``outdir``; returns what ``prior.json`` holds.
+
+    The SFT uses the tokenizer reloaded through ``AutoTokenizer`` — exactly what every later
+    stage loads. Call from a script guarded by ``if __name__ == "__main__"`` (grading spawns
+    worker processes).
+    """
+    spec = spec if isinstance(spec, TinySpec) else TinySpec(**spec)
+    outdir = Path(outdir)
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(corpus(train_records), spec.vocab_size)
+    tokenizer.save_pretrained(outdir)
+    model = build_model(spec, tokenizer)
+    model.config.save_pretrained(outdir)  # so AutoTokenizer sees the Qwen2 config, as consumers will
+    tokenizer = AutoTokenizer.from_pretrained(outdir)
+    examples = sft_examples(tokenizer, train_records)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("tiny model %s: %d parameters, vocab %d, %d SFT examples (longest %d tokens)", asdict(spec),
+             n_params, len(tokenizer), len(examples), max(len(p) + len(t) for p, t in examples))
+    losses = sft(model, examples, tokenizer.pad_token_id, spec, seed)
+    model.save_pretrained(outdir)
+    sft_s = time.perf_counter() - start
+    with Grader(workers=grader_workers) as grader:
+        greedy = evaluate(model, tokenizer, val_records, grader, 0.0, 1, spec.max_new_tokens, seed)
+        sampled = evaluate(model, tokenizer, val_records, grader, 1.0, spec.t1_samples, spec.max_new_tokens, seed)
+    prior = {"spec": asdict(spec), "seed": seed, "parameters": n_params, "vocab_size": len(tokenizer),
+             "sft": {"first_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+                     "seconds": sft_s},
+             "greedy": greedy, "sampled_t1": sampled, "seconds": time.perf_counter() - start}
+    (outdir / "prior.json").write_text(json.dumps(prior, indent=2) + "\n")
+    log.info("prior: greedy val accuracy %.3f (by level %s, truncated %.2f); T=1 pass rate %.3f with %.0f%% of "
+             "problems mixed; %.1f s", greedy["accuracy"], {k: round(v, 2) for k, v in greedy["by_level"].items()},
+             greedy["truncated"], sampled["accuracy"], 100 * sampled["mixed_problems"], prior["seconds"])
+    return prior
+

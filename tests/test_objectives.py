@@ -1,0 +1,91 @@
+"""Advantages, clip loss, KL and aggregation against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from nsr_study.objectives import advantages, clip_loss, loss_denominator, loss_numerator, low_var_kl
+
+# four groups of four rollouts: mixed 1/4, all correct, all wrong, mixed 2/4
+R = torch.tensor([1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0], dtype=torch.float32)
+G = torch.arange(4).repeat_interleave(4)
+
+
+def test_grpo_by_hand():
+    a = advantages(R, G, "GRPO")
+    # group 0: mean 1/4, unbiased std sqrt((0.75² + 3·0.25²)/3) = 0.5
+    s0 = 0.5 + 1e-6
+    # group 3: mean 1/2, unbiased std sqrt(4·0.25/3) = 1/sqrt(3)
+    s3 = 1 / math.sqrt(3) + 1e-6
+    expected = [0.75 / s0, -0.25 / s0, -0.25 / s0, -0.25 / s0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0.5 / s3, 0.5 / s3, -0.5 / s3, -0.5 / s3]
+    assert a.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_psr_nsr_w_reinforce_by_hand_no_normalisation():
+    assert advantages(R, G, "PSR").tolist() == R.tolist()
+    assert advantages(R, G, "NSR").tolist() == [r - 1 for r in R.tolist()]
+    w = advantages(R, G, "W_REINFORCE", lam=0.1).tolist()
+    assert w == pytest.approx([0.1 if r == 1 else -1.0 for r in R.tolist()])
+    # uniform groups keep their signal (the seed implementations' bug zeroed them)
+    assert advantages(R, G, "NSR")[8:12].tolist() == [-1, -1, -1, -1]
+    assert advantages(R, G, "PSR")[4:8].tolist() == [1, 1, 1, 1]
+
+
+def test_grpo_group_of_one_uses_raw_reward():
+    a = advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), "GRPO")
+    assert a.tolist() == [1.0, 0.0]
+
+
+def test_bad_rewards_and_objective_rejected():
+    with pytest.raises(ValueError, match="0 or 1"):
+        advantages(torch.tensor([0.5]), torch.tensor([0]), "PSR")
+    with pytest.raises(ValueError, match="unknown objective"):
+        advantages(R, G, "RLVR")
+
+
+def test_clip_loss_for_given_ratios():
+    ratios = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5])
+    logp, old = torch.log(ratios), torch.zeros(5)
+    loss, clipped, rho = clip_loss(logp, old, torch.tensor(1.0), 0.2)
+    assert rho.tolist() == pytest.approx(ratios.tolist())
+    # A = +1: −min(ρ, clip(ρ)) → the upper clip binds at 1.5
+    assert loss.tolist() == pytest.approx([-0.5, -0.9, -1.0, -1.1, -1.2])
+    assert clipped.tolist() == [False, False, False, False, True]
+    # A = −1: −min(−ρ, −clip(ρ)) = max(ρ, clip(ρ)) → the lower clip binds at 0.5
+    loss, clipped, _ = clip_loss(logp, old, torch.tensor(-1.0), 0.2)
+    assert loss.tolist() == pytest.approx([0.8, 0.9, 1.0, 1.1, 1.5])
+    assert clipped.tolist() == [True, False, False, False, False]
+
+
+def test_clip_loss_gradient_vanishes_only_where_clipped():
+    logp = torch.log(torch.tensor([1.0, 1.5])).requires_grad_()
+    loss, _, _ = clip_loss(logp, torch.zeros(2), torch.tensor(1.0), 0.2)
+    loss.sum().backward()
+    # d/dlogp of −ρ is −ρ (=−1 at ρ=1); the clipped token at ρ=1.5 gets no gradient
+    assert logp.grad.tolist() == pytest.approx([-1.0, 0.0])
+
+
+def test_low_var_kl_by_hand():
+    logp = torch.tensor([-1.0, -1.0])
+    ref = torch.tensor([-1.0, -1.0 + math.log(2)])
+    assert low_var_kl(logp, ref).tolist() == pytest.approx([0.0, 2 - math.log(2) - 1])
+
+
+VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]])
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0]])
+
+
+@pytest.mark.parametrize("agg, expected", [("token-mean", 15 / 5), ("seq-mean", (6 / 3 + 9 / 2) / 2),
+                                           ("constant", 15 / (2 * 4))])
+def test_aggregation_by_hand_and_split_invariant(agg, expected):
+    denom = loss_denominator([3, 2], agg, max_new_tokens=4)
+    assert (loss_numerator(VALUES, MASK, agg) / denom).item() == pytest.approx(expected)
+    split = loss_numerator(VALUES[:1], MASK[:1], agg) + loss_numerator(VALUES[1:], MASK[1:], agg)
+    assert (split / denom).item() == pytest.approx(expected)
+
+
+def test_seq_mean_ignores_dropped_sequences():
+    assert loss_denominator([3, 0, 2], "seq-mean", 4) == 2
+    assert loss_denominator([3, 0, 2], "token-mean", 4) == 5
