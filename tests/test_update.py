@@ -122,3 +122,12 @@ def test_dropped_samples_leave_minibatches_and_empty_ones_are_skipped():
     cfg = CFG | dict(minibatch_size=2)
     up = policy_update(model, opt, kept, cfg, PAD, "cpu")
     assert up["minibatches"] == 4 and up["optimizer_steps"] == 1
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+    model = tiny_model()
+    samples = make_samples([1, 0, 1, 0])
+    fill_logprobs(model, samples, "old_logp", 8, PAD, "cpu")
+    samples[1].old_logp[-1] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        accumulate_gradients(model, samples, CFG, PAD, "cpu")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 
-def setup_logging(log_path: str | None = None, name: str = "nsr_study") -> logging.Logger:
+def setup_logging(log_path: str | None = None, name: str = "nsr_study", append: bool = False) -> logging.Logger:
+    """``append`` keeps the log of an earlier, interrupted attempt (resumable training)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="a" if append else "w", encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
     return logging.getLogger(name)

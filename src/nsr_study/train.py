@@ -410,7 +410,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     from nsr_study.logs import setup_logging
 
-    setup_logging(args.log)
+    setup_logging(args.log, append=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     run(json.loads(args.cell), args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard)
