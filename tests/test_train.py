@@ -31,17 +31,22 @@ def setup(tmp_path_factory):
     model = build_model(TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1), tokenizer)
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
-    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cell = cell_config(str(root / "model"), "W_REINFORCE", steps=6, val_every=3, checkpoint_every=2)
+    return root, cell
+
+
+def cell_config(model_id: str, objective: str, **train) -> dict:
+    """A schema-checked cell config: the demo's training settings, small batches, overrides."""
     from snakemake.utils import validate
 
-    cfg = {"models": [{"name": "t", "id": str(root / "model")}], "objectives": ["W_REINFORCE"], "seeds": [0],
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg = {"models": [{"name": "t", "id": model_id}], "objectives": [objective], "seeds": [0],
            "train": yaml.safe_load((REPO / "config/demo.yaml").read_text())["train"], "grading": base["grading"]}
     validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
-    cfg["train"].update(steps=6, prompts_per_step=4, rollouts_per_prompt=2, minibatch_size=4, micro_batch_size=4,
-                        max_new_tokens=16, val_every=3, checkpoint_every=2)
-    cell = {"model_name": "t", "model_id": str(root / "model"), "objective": "W_REINFORCE", "seed": 0,
+    cfg["train"].update(dict(prompts_per_step=4, rollouts_per_prompt=2, minibatch_size=4, micro_batch_size=4,
+                             max_new_tokens=16) | train)
+    return {"model_name": "t", "model_id": model_id, "objective": objective, "seed": 0,
             "train": cfg["train"], "grading": cfg["grading"]}
-    return root, cell
 
 
 def train_cmd(root: Path, cell: dict, out: str) -> list[str]:

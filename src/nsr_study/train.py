@@ -232,17 +232,20 @@ def latest_checkpoint(work: Path) -> Path | None:
 
 
 def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int):
-    from nsr_study.rollout import HFBackend, VLLMBackend
+    """The configured rollout backend sampling from ``model``'s current weights."""
+    from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids
 
     if kind == "hf":
         return HFBackend(model, tokenizer, batch_size=cfg["generation_batch_size"])
     try:
         import vllm  # noqa: F401
     except ImportError as e:
-        raise RuntimeError("train.backend is 'vllm' but vLLM is not installed (pip install -e '.[vllm]'); "
-                           "use train.backend: hf on machines without it") from e
-    longest = cfg["max_prompt_tokens"] + cfg["max_new_tokens"]
-    backend = VLLMBackend(model_id, tokenizer, seed, cfg["gpu_memory_utilization"], longest)
+        raise RuntimeError("backend 'vllm' is configured but vLLM is not installed (pip install -e '.[vllm]'); "
+                           "set train.backend / evaluate.backend to 'hf' on machines without it") from e
+    device = next(model.parameters()).device.type
+    backend = VLLMBackend(model_id, tokenizer, eos_ids(model, tokenizer), seed,
+                          max_model_len=cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
+                          dtype=cfg["dtype"], gpu_memory_utilization=cfg["gpu_memory_utilization"])
     backend.sync(model)
     return backend
 
