@@ -29,10 +29,12 @@ check_config(config, SCHEMA, fill_defaults=lambda c: validate(c, SCHEMA))
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         data_targets(),
-        train_targets(),
+        report_targets(),
     default_target: True

@@ -68,3 +68,30 @@ def gpus_per_cell():
 
 def train_targets():
     return expand(cell_dir("train") + "/metrics.jsonl", model=MODELS, objective=OBJECTIVES, seed=SEEDS)
+
+
+def eval_config(wildcards, objective, seed) -> str:
+    """Evaluation settings (device, dtype and batch sizes shared with training) and the label."""
+    t = config["train"]
+    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens", "micro_batch_size",
+                                "generation_batch_size", "gpu_memory_utilization")}
+    return json.dumps({
+        "evaluate": shared | config["evaluate"],
+        "grading": config["grading"],
+        "label": {"model": wildcards.model, "objective": objective, "seed": seed},
+    }, sort_keys=True)
+
+
+def eval_targets():
+    base = expand("results/eval/{model}/base/metrics.json", model=MODELS)
+    cells = expand(cell_dir("eval") + "/metrics.json", model=MODELS, objective=OBJECTIVES, seed=SEEDS)
+    return base + cells
+
+
+FIGURES = ["training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size"]
+TABLES = ["train_metrics", "final_metrics", "passk", "breakdown"]
+
+
+def report_targets():
+    return (expand("results/tables/{table}.csv", table=TABLES)
+            + expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]))

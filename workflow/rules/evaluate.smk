@@ -1,0 +1,53 @@
+# Evaluate stage: each base model once (shared by all its cells) and each trained cell, on the
+# sampled test set. `shell: python -m` for the same reason as the train rule.
+
+EVAL_CMD = (
+    "python -m nsr_study.evaluate --model {params.model} --test {input.test} --config {params.cfg:q}"
+    " --metrics {output.metrics} --problems {output.problems} --threads {threads} --log {log}"
+)
+
+
+rule evaluate_base:
+    input:
+        unpack(model_build_input),
+        test="results/data/test.jsonl",
+    output:
+        metrics="results/eval/{model}/base/metrics.json",
+        problems="results/eval/{model}/base/problems.jsonl",
+    params:
+        model=lambda w: MODELS[w.model]["id"],
+        cfg=lambda w: eval_config(w, "base", None),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpus_per_cell(),
+    log:
+        "logs/eval/{model}/base.log",
+    benchmark:
+        "benchmarks/eval/{model}/base.tsv"
+    conda:
+        "../../envs/train-gpu.yaml"
+    shell:
+        EVAL_CMD
+
+
+rule evaluate_cell:
+    input:
+        policy=cell_dir("train") + "/policy",
+        test="results/data/test.jsonl",
+    output:
+        metrics=cell_dir("eval") + "/metrics.json",
+        problems=cell_dir("eval") + "/problems.jsonl",
+    params:
+        model=lambda w, input: input.policy,
+        cfg=lambda w: eval_config(w, w.objective, int(w.seed)),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpus_per_cell(),
+    log:
+        f"logs/eval/{CELL}.log",
+    benchmark:
+        f"benchmarks/eval/{CELL}.tsv"
+    conda:
+        "../../envs/train-gpu.yaml"
+    shell:
+        EVAL_CMD
