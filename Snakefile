@@ -28,6 +28,7 @@ check_config(config, SCHEMA, fill_defaults=lambda c: validate(c, SCHEMA))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

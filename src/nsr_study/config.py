@@ -51,6 +51,8 @@ def semantic_errors(config: dict) -> list[str]:
             errors.append("data.local: required when data.source is 'local' (give train and test paths)")
         else:
             errors += [f"data.local.{k}: file not found: {v}" for k, v in local.items() if not Path(v).is_file()]
+    errors += [f"models[{i}].id: a tiny model is built at results/models/{m['name']}, got {m['id']}"
+               for i, m in enumerate(config["models"]) if "tiny" in m and m["id"] != f"results/models/{m['name']}"]
     names = [m["name"] for m in config["models"]]
     errors += [f"models: name '{n}' is used more than once" for n in sorted({n for n in names if names.count(n) > 1})]
     t = config["train"]

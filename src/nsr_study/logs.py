@@ -15,4 +15,10 @@ def setup_logging(log_path: str | None = None, name: str = "nsr_study", append: 
         handlers.append(logging.FileHandler(log_path, mode="a" if append else "w", encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
-    return logging.getLogger(name)
+    logger = logging.getLogger(name)
+
+    def log_uncaught(kind, value, tb):  # the traceback belongs in the rule's log file too
+        logger.critical("stopped by an uncaught exception", exc_info=(kind, value, tb))
+
+    sys.excepthook = log_uncaught
+    return logger

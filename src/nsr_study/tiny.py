@@ -14,9 +14,9 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
 - **Model**: ``Qwen2ForCausalLM`` from a ``Qwen2Config`` sized by a :class:`TinySpec`, float32,
   saved with ``save_pretrained`` (safetensors) beside the tokenizer.
 - **Prior**: a short SFT on the train split (loss on the solution and its EOS only), then greedy
-  validation accuracy graded by math-verify — bigger model ⇒ stronger prior — and the pass
-  rate of T=1 samples (the RL stage needs groups that mix correct and incorrect answers),
-  written to ``prior.json``.
+  validation accuracy graded by math-verify and the pass rate of T=1 samples (the RL stage
+  needs groups that mix correct and incorrect answers), written to ``prior.json`` so that
+  the strength of each prior is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -137,31 +137,38 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 8):
+    """Endless batches of indices: every epoch a fresh shuffle, then examples of similar length
+    grouped within pools of ``pool`` batches (less padding), the batches of a pool in random order."""
+    while True:
+        order = rng.sample(range(len(lengths)), len(lengths))
+        for start in range(0, len(order), pool * batch_size):
+            chunk = sorted(order[start : start + pool * batch_size], key=lengths.__getitem__)
+            cut = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+            yield from rng.sample(cut, len(cut))
+
+
 def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
-    """AdamW on the token-mean loss of target tokens, batches drawn by epoch-wise shuffles;
+    """AdamW on the token-mean loss of target tokens, linear warm-up then cosine decay;
     deterministic for a seed. Returns the loss of every step."""
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     warmup = max(1, int(spec.warmup_frac * spec.sft_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.sft_steps, warmup))
-    order: list[int] = []
+    draw = batches([len(p) + len(t) for p, t in examples], spec.batch_size, random.Random(seed))
     losses = []
     model.train()
     bar = tqdm(range(spec.sft_steps), desc="sft", unit="step", mininterval=1.0)
     for step in bar:
-        if len(order) < spec.batch_size:
-            order += rng.sample(range(len(examples)), len(examples))
-        batch, order = order[: spec.batch_size], order[spec.batch_size :]
-        loss = model(**collate([examples[i] for i in batch], pad_id)).loss
+        loss = model(**collate([examples[i] for i in next(draw)], pad_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if (step + 1) % max(1, spec.sft_steps // 10) == 0 or step + 1 == spec.sft_steps:
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if (step + 1) % max(1, spec.sft_steps // 10) == 0:
             log.info("sft step %d/%d loss %.4f lr %.2e", step + 1, spec.sft_steps, losses[-1], sched.get_last_lr()[0])
     model.eval()
     return losses
@@ -172,8 +179,8 @@ def evaluate(model, tokenizer, records: list[dict], grader: Grader, temperature:
     """Accuracy of ``n`` responses per problem (overall, by level), the share cut at
     ``max_new_tokens``, and the share of problems whose n responses are mixed."""
     prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
-    out = HFBackend(model, tokenizer).generate(prompts, n=n, temperature=temperature, top_p=1.0,
-                                               max_new_tokens=max_new_tokens, seed=seed)
+    backend = HFBackend(model, tokenizer, batch_size=len(prompts) * n)  # one call: tiny models, small batch memory
+    out = backend.generate(prompts, n=n, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
     graded = grader.grade_many(out.texts, [r["answer"] for r in records for _ in range(n)])
     per_problem = [graded.scores[i * n : (i + 1) * n] for i in range(len(records))]
     by_level = defaultdict(list)

@@ -1,0 +1,129 @@
+"""Tiny demo models: the tokenizer survives AutoTokenizer (GUIDE §7), the Auto classes load
+what was saved, SFT learns, and build() writes a loadable model with its prior."""
+
+import json
+
+import pytest
+import torch
+from tokenizers import pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2Tokenizer
+
+from nsr_study.prompts import chat_prompt, prompt_ids
+from nsr_study.synthetic import generate
+from nsr_study.tiny import (IM_END, IM_START, PAD, TinySpec, build, build_model, build_tokenizer, collate,
+                            corpus, sft, sft_examples)
+
+SPEC = TinySpec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
+                sft_steps=40, lr=1e-2, max_new_tokens=16, t1_samples=2)
+ODD = ["héllo  wörld\n\n\tx", "’≡ß 12345 ", "  leading and trailing  ", "<|im_start|>user\nhi<|im_end|>\n"]
+
+
+@pytest.fixture(scope="module")
+def records():
+    train, val = generate(200, 20, seed=3)
+    return train, val
+
+
+@pytest.fixture(scope="module")
+def tokenizer(records):
+    return build_tokenizer(corpus(records[0]), SPEC.vocab_size)
+
+
+def save_beside_qwen2_config(tok, path):
+    """What a model directory holds: AutoTokenizer then picks the class from the Qwen2 config."""
+    tok.save_pretrained(path)
+    Qwen2Config(vocab_size=len(tok)).save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def texts_to_check(tok, records):
+    rs = records[0][:40] + records[1]
+    return ([r["problem"] for r in rs] + [r["solution"] for r in rs] + ODD
+            + [chat_prompt(tok, r["problem"]) for r in rs])
+
+
+def test_tokenizer_survives_autotokenizer_as_qwen2tokenizer(tokenizer, records, tmp_path):
+    loaded = save_beside_qwen2_config(tokenizer, tmp_path)
+    assert isinstance(loaded, Qwen2Tokenizer)
+    texts = texts_to_check(tokenizer, records)
+    before = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    after = loaded(texts, add_special_tokens=False)["input_ids"]
+    assert before == after
+    assert [loaded.decode(ids) for ids in after] == texts
+    assert len(loaded) == len(tokenizer) <= SPEC.vocab_size
+    assert (loaded.pad_token, loaded.eos_token) == (PAD, IM_END)
+    assert [loaded.convert_tokens_to_ids(t) for t in (PAD, IM_START, IM_END)] == [0, 1, 2]
+
+
+def test_a_foreign_pre_tokenizer_would_not_survive(records, tmp_path):
+    """The trap the module avoids: GPT-2's pre-tokenizer (digit runs kept together) gives
+    different ids once Qwen2Tokenizer swaps its own in — so the round-trip test has teeth."""
+    tok = build_tokenizer(corpus(records[0]), SPEC.vocab_size)
+    backend = tok.backend_tokenizer
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.train_from_iterator(corpus(records[0]), trainers.BpeTrainer(
+        vocab_size=SPEC.vocab_size, special_tokens=[PAD, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    loaded = save_beside_qwen2_config(tok, tmp_path)
+    texts = [r["solution"] for r in records[1]]
+    assert tok(texts)["input_ids"] != loaded(texts)["input_ids"]
+
+
+def test_chat_template_renders_chatml_through_autotokenizer(tokenizer, tmp_path):
+    loaded = save_beside_qwen2_config(tokenizer, tmp_path)
+    text = chat_prompt(loaded, "Compute $1 + 2$.")
+    assert text.startswith("<|im_start|>user\nCompute $1 + 2$. Let's think")
+    assert text.endswith("\\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+    ids = prompt_ids(loaded, [text])[0]
+    assert ids[0] == loaded.convert_tokens_to_ids(IM_START) and ids.count(loaded.eos_token_id) == 1
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"}]
+    assert loaded.apply_chat_template(messages, tokenize=False) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello<|im_end|>\n")
+
+
+def test_auto_classes_load_the_same_model(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(SPEC, tokenizer)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded, tok = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.config.model_type == "qwen2" and loaded.dtype == torch.float32
+    assert loaded.generation_config.eos_token_id == tok.convert_tokens_to_ids(IM_END) == tok.eos_token_id
+    assert loaded.generation_config.pad_token_id == tok.convert_tokens_to_ids(PAD) == tok.pad_token_id
+    ids = torch.tensor(prompt_ids(tok, [chat_prompt(tok, "Solve $2x = 4$ for $x$.")]))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(ids).logits, loaded.eval()(ids).logits)
+
+
+def test_collate_puts_loss_on_target_and_eos_only():
+    batch = collate([([5, 6, 7], [8, 2]), ([5], [9, 9, 2])], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 2], [5, 9, 9, 2, 0]]
+    assert batch["labels"].tolist() == [[-100, -100, -100, 8, 2], [-100, 9, 9, 2, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+
+
+def test_sft_lowers_the_loss_deterministically(tokenizer, records):
+    examples = sft_examples(tokenizer, records[0])
+    assert all(t[-1] == tokenizer.eos_token_id for _, t in examples)
+
+    def run():
+        torch.manual_seed(0)
+        return sft(build_model(SPEC, tokenizer), examples, tokenizer.pad_token_id, SPEC, seed=1)
+
+    losses = run()
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert losses == run()
+
+
+def test_build_writes_a_loadable_model_and_its_prior(records, tmp_path):
+    train, val = records
+    prior = build(SPEC, train, val[:8], tmp_path, seed=0)
+    assert json.loads((tmp_path / "prior.json").read_text()) == prior
+    assert 0 <= prior["greedy"]["accuracy"] <= 1 and prior["greedy"]["problems"] == 8
+    assert prior["sampled_t1"]["samples_per_problem"] == 2 and sum(prior["sampled_t1"]["statuses"].values()) == 16
+    assert set(prior["greedy"]["by_level"]) <= {f"Level {lv}" for lv in range(1, 6)}
+    model, tok = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(tok, Qwen2Tokenizer) and model.config.hidden_size == SPEC.hidden_size

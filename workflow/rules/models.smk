@@ -1,0 +1,23 @@
+# Models stage: the demo's tiny Qwen2-architecture models, built locally with a short SFT
+# prior (nsr_study.tiny). Real models are hub ids and need no rule.
+
+
+rule build_tiny_model:
+    input:
+        train="results/data/train.jsonl",
+        val="results/data/val.jsonl",
+    output:
+        directory("results/models/{model}"),
+    params:
+        spec=lambda w: MODELS[w.model]["tiny"],
+        seed=0,  # fixed artefacts like a hub revision; the study's seeds vary the RL runs only
+        grading_workers=config["grading"]["workers"],
+    threads: 1
+    log:
+        "logs/models/{model}.log",
+    benchmark:
+        "benchmarks/models/{model}.tsv"
+    conda:
+        "../../envs/train-gpu.yaml"
+    script:
+        "../scripts/build_tiny_model.py"

@@ -1,0 +1,18 @@
+"""Rule build_tiny_model: tokenizer, tiny Qwen2 model, SFT prior and its check (nsr_study.tiny)."""
+
+import torch
+
+from nsr_study.data import read_jsonl
+from nsr_study.logs import setup_logging
+from nsr_study.tiny import build
+
+
+def main(smk):
+    setup_logging(smk.log[0])
+    torch.set_num_threads(smk.threads)
+    build(smk.params.spec, read_jsonl(smk.input.train), read_jsonl(smk.input.val), smk.output[0],
+          seed=smk.params.seed, grader_workers=smk.params.grading_workers)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)
