@@ -131,3 +131,18 @@ def test_non_finite_loss_stops_with_a_clear_error():
     samples[1].old_logp[-1] = float("nan")
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         accumulate_gradients(model, samples, CFG, PAD, "cpu")
+
+
+@pytest.mark.parametrize("objective, rewards, sign", [("PSR", [1, 0, 0, 0], +1), ("NSR", [1, 0, 0, 0], -1)])
+def test_update_moves_log_probs_the_right_way(objective, rewards, sign):
+    """PSR raises the log-prob of its correct sample; NSR lowers those of its wrong ones."""
+    model = tiny_model()
+    samples = make_samples(rewards, objective=objective)
+    trained = [s for s in samples if s.advantage != 0]
+    fill_logprobs(model, trained, "old_logp", 8, PAD, "cpu")
+    before = torch.stack([s.old_logp.sum() for s in trained])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    policy_update(model, optimizer, trained, CFG | dict(minibatch_size=len(trained)), PAD, "cpu")
+    fill_logprobs(model, trained, "old_logp", 8, PAD, "cpu")
+    after = torch.stack([s.old_logp.sum() for s in trained])
+    assert (torch.sign(after - before) == sign).all(), (before, after)

@@ -1,0 +1,99 @@
+"""The whole DAG end to end on a micro version of the demo (two tiny models, all four
+objectives, two training steps), then what a user does next: rerun one cell, touch code,
+build the report. Plans of the real study are dry runs."""
+
+import os
+import re
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+
+MICRO = {
+    "data": {"source": "synthetic", "synthetic": {"n_train": 400, "n_test": 100, "seed": 7}, "train_fraction": 0.5,
+             "test_fraction": 0.2, "val_size": 20},
+    "models": [
+        {"name": "tiny-a", "id": "results/models/tiny-a",
+         "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "sft_steps": 20, "batch_size": 16}},
+        {"name": "tiny-b", "id": "results/models/tiny-b",
+         "tiny": {"hidden_size": 48, "intermediate_size": 96, "num_layers": 1, "sft_steps": 20, "batch_size": 16}},
+    ],
+    "objectives": ["GRPO", "PSR", "NSR", "W_REINFORCE"],
+    "seeds": [0],
+    "train": {"steps": 2, "prompts_per_step": 4, "rollouts_per_prompt": 2, "minibatch_size": 4, "micro_batch_size": 8,
+              "max_new_tokens": 16, "max_prompt_tokens": 256, "val_every": 1, "checkpoint_every": 1, "backend": "hf",
+              "device": "cpu", "dtype": "float32", "gradient_checkpointing": False, "threads": 1, "lr": 1.0e-4},
+    "evaluate": {"n": 2, "max_new_tokens": 16, "backend": "hf"},
+}
+CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
+
+
+def jobs(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
+    res = snakemake("--cores", "2", "-d", root, "--configfile", root / "micro.yaml", timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return root
+
+
+def test_study_dry_run_plans_base_evals_and_every_cell():
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
+    assert res.returncode == 0, res.stderr
+    assert jobs(res.stdout) == {"prepare_data": 1, "train": 3 * 4 * 3, "evaluate_base": 3, "evaluate_cell": 36,
+                                "aggregate": 1, "figures": 1, "all": 1}
+
+
+def test_micro_demo_writes_every_table_and_figure(micro):
+    tables = micro / "results/tables"
+    final = pd.read_csv(tables / "final_metrics.csv")
+    expected = {(m, o) for m in ("tiny-a", "tiny-b") for o in ["base"] + MICRO["objectives"]}
+    assert set(zip(final["model"], final["objective"])) == expected and len(final) == len(expected)
+    assert final["parameters"].nunique() == 2
+    train = pd.read_csv(tables / "train_metrics.csv")
+    assert len(train) == 2 * 4 * 3  # cells × steps 0..2
+    assert set(train.groupby(["model", "objective"])["step"].apply(tuple)) == {(0, 1, 2)}
+    passk = pd.read_csv(tables / "passk.csv")
+    assert set(passk["k"]) == {1, 2} and len(passk) == 2 * len(expected)
+    breakdown = pd.read_csv(tables / "breakdown.csv")
+    assert set(breakdown["by"]) == {"level", "subject"}
+    for fig in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size"):
+        for ext in ("png", "svg"):
+            assert (micro / f"results/figures/{fig}.{ext}").stat().st_size > 5000, fig
+
+
+def test_forcerun_one_cell_replans_only_that_cell_and_the_report(micro):
+    res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", micro / "micro.yaml",
+                    "--forcerun", CELL_TRAIN)
+    assert res.returncode == 0, res.stderr
+    assert jobs(res.stdout) == {"train": 1, "evaluate_cell": 1, "aggregate": 1, "figures": 1, "all": 1}
+    assert "tiny-b/NSR/seed0" in res.stdout and "tiny-a/NSR" not in res.stdout
+
+
+def test_touching_code_plans_no_retraining(micro):
+    for f in ("src/nsr_study/train.py", "src/nsr_study/evaluate.py", "workflow/scripts/figures.py"):
+        os.utime(REPO / f)
+    time.sleep(0.01)
+    res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", micro / "micro.yaml")
+    assert res.returncode == 0, res.stderr
+    assert "Nothing to be done" in res.stdout, res.stdout[-3000:]
+
+
+def test_report_holds_every_figure_and_caption(micro):
+    res = snakemake("--cores", "1", "-d", micro, "--configfile", micro / "micro.yaml",
+                    "--report", micro / "report.html", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (micro / "report.html").read_text(errors="replace")
+    for name in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size",
+                 "final_metrics.csv", "strata.png"):
+        assert name in html, name
+    assert "Does training trade breadth for precision?" in html
