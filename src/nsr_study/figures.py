@@ -87,11 +87,12 @@ def final_performance(final: pd.DataFrame, objectives: list[str], stem) -> list[
         for i, obj in enumerate(groups):
             stats = [_mean_sd(final[(final["model"] == m) & (final["objective"] == obj)], metric) for m in models]
             x = np.arange(len(models)) + (i - (len(groups) - 1) / 2) * width
-            ax.bar(x, [s[0] for s in stats], width, yerr=[s[1] for s in stats], capsize=3, color=COLORS[obj],
+            sds = [s[1] for s in stats]
+            ax.bar(x, [s[0] for s in stats], width, yerr=sds if any(sds) else None, capsize=3, color=COLORS[obj],
                    label=_label(obj))
         ax.set_xticks(np.arange(len(models)), models)
         ax.set_ylabel(f"test {title}")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, min(1.0, 1.25 * final[metric].max()) or 1.0)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("Final performance on the test set (error bars: ± 1 sd over seeds)", fontsize=11)
