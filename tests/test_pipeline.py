@@ -76,7 +76,12 @@ def test_forcerun_one_cell_replans_only_that_cell_and_the_report(micro):
                     "--forcerun", CELL_TRAIN)
     assert res.returncode == 0, res.stderr
     assert jobs(res.stdout) == {"train": 1, "evaluate_cell": 1, "aggregate": 1, "figures": 1, "all": 1}
-    assert "tiny-b/NSR/seed0" in res.stdout and "tiny-a/NSR" not in res.stdout
+    outputs = [ln.strip() for ln in res.stdout.splitlines() if ln.strip().startswith("output: results/")]
+    cells = sorted(o for o in outputs if "results/train/" in o or "results/eval/" in o)
+    assert cells == [
+        "output: results/eval/tiny-b/NSR/seed0/metrics.json, results/eval/tiny-b/NSR/seed0/problems.jsonl",
+        "output: results/train/tiny-b/NSR/seed0/policy, results/train/tiny-b/NSR/seed0/metrics.jsonl",
+    ], outputs
 
 
 def test_touching_code_plans_no_retraining(micro):
