@@ -38,9 +38,9 @@ def data_targets():
 CELL = "{model}/{objective}/seed{seed}"
 
 
-def cell_dir(kind):
-    """results/<kind>/<model>/<objective>/seed<seed>: one folder per grid cell."""
-    return f"results/{kind}/{CELL}"
+def cell_path(kind, name=""):
+    """results/<kind>/<model>/<objective>/seed<seed>[/name]: one folder per grid cell."""
+    return f"results/{kind}/{CELL}/{name}" if name else f"results/{kind}/{CELL}"
 
 
 def model_build_input(wildcards):
@@ -67,7 +67,7 @@ def gpus_per_cell():
 
 
 def train_targets():
-    return expand(cell_dir("train") + "/metrics.jsonl", model=MODELS, objective=OBJECTIVES, seed=SEEDS)
+    return expand(cell_path("train", "metrics.jsonl"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
 
 
 def eval_config(wildcards, objective, seed) -> str:
@@ -84,7 +84,7 @@ def eval_config(wildcards, objective, seed) -> str:
 
 def eval_targets():
     base = expand("results/eval/{model}/base/metrics.json", model=MODELS)
-    cells = expand(cell_dir("eval") + "/metrics.json", model=MODELS, objective=OBJECTIVES, seed=SEEDS)
+    cells = expand(cell_path("eval", "metrics.json"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
     return base + cells
 
 

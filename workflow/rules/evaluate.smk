@@ -32,11 +32,11 @@ rule evaluate_base:
 
 rule evaluate_cell:
     input:
-        policy=cell_dir("train") + "/policy",
+        policy=cell_path("train", "policy"),
         test="results/data/test.jsonl",
     output:
-        metrics=cell_dir("eval") + "/metrics.json",
-        problems=cell_dir("eval") + "/problems.jsonl",
+        metrics=cell_path("eval", "metrics.json"),
+        problems=cell_path("eval", "problems.jsonl"),
     params:
         model=lambda w, input: input.policy,
         cfg=lambda w: eval_config(w, w.objective, int(w.seed)),

@@ -9,12 +9,12 @@ rule train:
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
     output:
-        policy=directory(cell_dir("train") + "/policy"),
-        metrics=cell_dir("train") + "/metrics.jsonl",
+        policy=directory(cell_path("train", "policy")),
+        metrics=cell_path("train", "metrics.jsonl"),
     params:
         cell=cell_config,
         work=f"work/{CELL}",
-        tensorboard=cell_dir("tensorboard"),
+        tensorboard=cell_path("tensorboard"),
     threads: config["train"]["threads"]
     resources:
         gpu=gpus_per_cell(),
