@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from nsr_study.logprobs import chunked_logprobs, token_logprobs
+from nsr_study.logprobs import chunked_logprobs
 from nsr_study.objectives import advantages
 from nsr_study.train import Sample, accumulate_gradients, fill_logprobs, policy_update
 
