@@ -30,3 +30,24 @@ def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
     """Run the Snakemake CLI of this interpreter's environment on the repository's Snakefile."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_cell_dir(root: Path, **spec) -> Path:
+    """``root`` with train/val jsonl (synthetic, data-stage fields) and ``model/``: a random
+    tiny Qwen2 with its offline tokenizer, saved as the pipeline loads models. No SFT."""
+    import torch
+
+    from nsr_study.data import write_jsonl
+    from nsr_study.synthetic import generate
+    from nsr_study.tiny import TinySpec, build_model, build_tokenizer, corpus
+
+    train, val = generate(64, 8, seed=0)
+    for split, recs in (("train", train), ("val", val)):
+        for i, r in enumerate(recs):
+            r.update(id=f"{split}-{i}", subject=r["type"])
+        write_jsonl(recs, root / f"{split}.jsonl")
+    tokenizer = build_tokenizer(corpus(train), 300)
+    torch.manual_seed(0)
+    build_model(TinySpec(**spec), tokenizer).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root

@@ -12,25 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
-from nsr_study.data import read_jsonl, write_jsonl
-from nsr_study.synthetic import generate
+from conftest import REPO, tiny_cell_dir
+from nsr_study.data import read_jsonl
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from nsr_study.tiny import TinySpec, build_model, build_tokenizer, corpus
-
-    root = tmp_path_factory.mktemp("train")
-    train, val = generate(64, 8, seed=0)
-    for split, recs in (("train", train), ("val", val)):
-        for i, r in enumerate(recs):
-            r.update(id=f"{split}-{i}", subject=r["type"], answer=r["answer"])
-        write_jsonl(recs, root / f"{split}.jsonl")
-    tokenizer = build_tokenizer(corpus(train), 300)
-    model = build_model(TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1), tokenizer)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    root = tiny_cell_dir(tmp_path_factory.mktemp("train"), hidden_size=32, intermediate_size=64, num_layers=1,
+                         num_heads=2, num_kv_heads=1)
     cell = cell_config(str(root / "model"), "W_REINFORCE", steps=6, val_every=3, checkpoint_every=2)
     return root, cell
 

