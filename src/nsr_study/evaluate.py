@@ -55,14 +55,14 @@ def summarize(problems: list[dict], n: int) -> dict:
 
 def greedy_entropy(model, rollouts, micro_batch_size: int, pad_id: int, device, dtype: str) -> list[float]:
     """Mean next-token entropy over each greedy response (the policy's confidence)."""
-    from nsr_study.train import Sample, _autocast, collate
+    from nsr_study.train import Sample, autocast, collate
 
     means = []
     samples = [Sample(p, r, 0.0) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)]
     with torch.no_grad():
         for s in range(0, len(samples), micro_batch_size):
             b = collate(samples[s : s + micro_batch_size], pad_id, device)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"])
             mask = b["response_mask"].float()
             means += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
@@ -73,7 +73,7 @@ def evaluate(model_path: str, test_path: str, cfg: dict, grading: dict, seed: in
     """(summary, per-problem rows) for one model directory or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from nsr_study.train import _autocast, make_backend
+    from nsr_study.train import autocast, make_backend
 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
@@ -84,7 +84,7 @@ def evaluate(model_path: str, test_path: str, cfg: dict, grading: dict, seed: in
     prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed)
     n = cfg["n"]
-    with Grader(grading["workers"], grading["timeout_s"]) as grader, _autocast(device, cfg["dtype"]):
+    with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
         g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=True, desc="grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],

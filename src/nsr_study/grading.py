@@ -80,9 +80,8 @@ class BatchResult:
     counts: Counter = field(init=False)
 
     def __post_init__(self):
-        self.counts = Counter({s: 0 for s in STATUSES}) + Counter(self.statuses)
-        for s in STATUSES:
-            self.counts.setdefault(s, 0)
+        self.counts = Counter({s: 0 for s in STATUSES})
+        self.counts.update(self.statuses)
 
     @property
     def parse_failures(self) -> int:

@@ -98,7 +98,8 @@ def collate(samples: list[Sample], pad_id: int, device) -> dict:
                                                  adv=adv, old_logp=old, ref_logp=ref).items()}
 
 
-def _autocast(device, dtype: str):
+def autocast(device, dtype: str):
+    """bf16 autocast when the configured compute dtype is bfloat16, a no-op for float32."""
     enabled = dtype == "bfloat16"
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -110,7 +111,7 @@ def fill_logprobs(model, samples: list[Sample], attr: str, micro_batch_size: int
     for s in range(0, len(samples), micro_batch_size):
         mb = samples[s : s + micro_batch_size]
         b = collate(mb, pad_id, device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logp, _ = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"], chunk)
         for sample, row in zip(mb, logp.float().cpu()):
             setattr(sample, attr, row[: len(sample.ids)].clone())
@@ -127,7 +128,7 @@ def accumulate_gradients(model, samples: list[Sample], cfg: dict, pad_id: int, d
     for start in range(0, len(samples), cfg["micro_batch_size"]):
         b = collate(samples[start : start + cfg["micro_batch_size"]], pad_id, device)
         mask = b["response_mask"]
-        with _autocast(device, cfg["dtype"]):
+        with autocast(device, cfg["dtype"]):
             logp, entropy = token_logprobs(model, b["input_ids"], b["attention_mask"], mask, cfg["logprob_chunk"])
         pg, clipped, ratio = clip_loss(logp, b["old_logp"], b["adv"], cfg["clip_eps"])
         loss = loss_numerator(pg, mask, agg)
@@ -310,7 +311,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             f.write(json.dumps(record) + "\n")
         if writer:
             for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)) and v is not None:
+                if k != "step" and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, record["step"])
             writer.flush()
 
@@ -327,7 +328,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             t0 = time.perf_counter()
             idx = take_prompts(len(train), seed, cursor, cfg["prompts_per_step"])
             cursor += len(idx)
-            with _autocast(device, cfg["dtype"]):
+            with autocast(device, cfg["dtype"]):
                 ro = backend.generate([train_prompts[i] for i in idx], n=n, temperature=cfg["temperature"],
                                       top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"],
                                       seed=None if cfg["backend"] == "hf" else seed * 1_000_003 + step)
