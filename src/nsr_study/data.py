@@ -9,6 +9,7 @@ not built here: the chat template belongs to the model, so it is applied at trai
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -80,19 +81,19 @@ def carve_val(train: list[dict], val_size: int, seed: int) -> tuple[list[dict], 
 def strata_table(split: str, records: list[dict], dropped: list[dict], sampled: list[dict],
                  fraction: float, val: list[dict] = ()) -> pd.DataFrame:
     """Per-stratum source vs sample counts and proportions for one split."""
-    def counts(recs):
-        return pd.Series([_stratum(r) for r in recs], dtype=object).value_counts()
+    def counts(recs) -> Counter:
+        return Counter(_stratum(r) for r in recs)
 
-    src, smp = counts(records), counts(sampled)
-    keys = sorted(set(src.index) | set(counts(dropped).index))
+    src, drop, smp, vals = counts(records), counts(dropped), counts(sampled), counts(val)
+    keys = sorted(set(src) | set(drop))
     df = pd.DataFrame({
         "split": split,
         "subject": [k[0] for k in keys],
         "level": [k[1] for k in keys],
-        "source_rows": [int(src.get(k, 0)) for k in keys],
-        "dropped_no_gold": [int(counts(dropped).get(k, 0)) for k in keys],
-        "sampled_rows": [int(smp.get(k, 0)) for k in keys],
-        "val_rows": [int(counts(val).get(k, 0)) for k in keys] if len(val) else 0,
+        "source_rows": [src[k] for k in keys],
+        "dropped_no_gold": [drop[k] for k in keys],
+        "sampled_rows": [smp[k] for k in keys],
+        "val_rows": [vals[k] for k in keys],
     })
     df["expected_rows"] = fraction * df["source_rows"]
     df["source_prop"] = df["source_rows"] / df["source_rows"].sum()
