@@ -7,7 +7,7 @@ response was cut at ``max_new_tokens``. ``sync(model)`` makes the backend sample
 current policy weights.
 
 - ``HFBackend``: ``transformers`` ``generate`` on the policy module itself (CPU, tests, GPU
-  fallback); nothing to sync.
+  fallback), with the model's own sampling defaults hidden; nothing to sync.
 - ``VLLMBackend``: an in-process vLLM engine colocated on the GPU; ``sync`` loads the policy's
   weights into the engine and resets the prefix cache (stale KV of old weights otherwise).
 """
@@ -15,6 +15,7 @@ current policy weights.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,26 @@ def cut_at_eos(tokens: list[int], eos: set[int]) -> tuple[list[int], bool]:
     return tokens, True
 
 
+@contextmanager
+def plain_generation_config(model):
+    """Hide the model's own generation defaults for one ``generate`` call.
+
+    ``generate`` fills every option the call leaves unset from ``model.generation_config``, and
+    Qwen2.5-Instruct's sets ``repetition_penalty: 1.05``, ``top_k: 20``, ``top_p: 0.8``: samples
+    would come from a reshaped distribution, not from the policy whose log-probs are trained.
+    With an empty config only transformers' neutral global defaults remain (and ``top_k``,
+    which the call sets explicitly)."""
+    from transformers import GenerationConfig
+
+    saved = model.generation_config
+    model.generation_config = GenerationConfig(bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id,
+                                               pad_token_id=saved.pad_token_id)
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
 class HFBackend:
     """Sampling with ``model.generate``; the policy module is shared, so sync is a no-op."""
 
@@ -88,11 +109,12 @@ class HFBackend:
                 ids[i, width - len(p):] = torch.tensor(p)
                 att[i, width - len(p):] = 1
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-            gen = self.model.generate(
-                input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
-                num_return_sequences=n, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
-                top_k=None, **sampling,
-            )[:, width:].tolist()
+            with plain_generation_config(self.model):
+                gen = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
+                    num_return_sequences=n, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
+                    top_k=None, **sampling,
+                )[:, width:].tolist()
             for j, tokens in enumerate(gen):
                 resp, trunc = cut_at_eos(tokens, self.eos)
                 out.prompt_ids.append(chunk[j // n])
