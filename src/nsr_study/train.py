@@ -325,6 +325,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
                    desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step")
         for step in bar:
             times = {}
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             idx = take_prompts(len(train), seed, cursor, cfg["prompts_per_step"])
             cursor += len(idx)
@@ -378,6 +380,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
                 times["val"] = time.perf_counter() - t0
                 record.update(val_accuracy=acc, val_grading=counts)
             record.update({f"time_{k}": v for k, v in times.items()})
+            if device == "cuda":
+                record["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             emit(record)
             bar.set_postfix(reward=f"{record['reward_mean']:.2f}", val=f"{record.get('val_accuracy', float('nan')):.2f}")
             log.info("step %d: reward %.3f kept %.2f loss %s clip %s%s", step, record["reward_mean"],
