@@ -105,3 +105,15 @@ def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
     assert all(r["correct_ratio"] == 0 and r["skipped"] and r["optimizer_steps"] == 0 for r in steps)
     assert all(r["kept_fraction"] == 0 for r in steps)  # PSR drops its zero-advantage samples
     assert "update skipped" in (root / "psr" / "train.log").read_text()
+
+
+def test_gpu_share_check_by_hand():
+    """3.086 B parameters need 16 B each = 45.98 GiB; an 80 GiB card at share s leaves 80(1 − s)."""
+    from nsr_study.train import check_gpu_share
+
+    n, gpu = 3_086_000_000, 80 * 2**30
+    assert check_gpu_share(n, gpu, 0.2) is None  # 64 GiB ≥ 1.3 × 45.98 = 59.8
+    warning = check_gpu_share(n, gpu, 0.35)  # 52 GiB: fits the states, not 1.3× them
+    assert "leaves 52.0 GiB" in warning and "need 46.0 GiB" in warning and "at most 0.25" in warning
+    with pytest.raises(ValueError, match=r"leaves 40\.0 GiB .* lower it to at most 0\.25"):
+        check_gpu_share(n, gpu, 0.5)

@@ -232,6 +232,28 @@ def latest_checkpoint(work: Path) -> Path | None:
 # ---------------------------------------------------------------- the run
 
 
+TRAIN_BYTES_PER_PARAM = 16  # fp32 weights + gradients + two AdamW moments
+
+
+def check_gpu_share(n_params: int, gpu_bytes: int, share: float) -> str | None:
+    """Check, before any work, that a colocated vLLM engine taking ``share`` of the GPU leaves
+    room for training: the AdamW moments appear only at the first update, so an impossible
+    share would otherwise fail minutes into the run. Raises when even the weights, gradients
+    and moments cannot fit; returns a warning when the room is under 1.3× that (activations:
+    bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5 0.5B / 1.5B /
+    3B shapes on an H100 80 GB, 1.3–2× the 16 bytes per parameter). None when it fits."""
+    need, room = TRAIN_BYTES_PER_PARAM * n_params, gpu_bytes * (1 - share)
+    advice = (f"train.gpu_memory_utilization = {share} leaves {room / 2**30:.1f} GiB of this GPU's "
+              f"{gpu_bytes / 2**30:.0f} GiB to train {n_params / 1e9:.2f} B parameters, which need "
+              f"{need / 2**30:.1f} GiB for fp32 weights, gradients and AdamW moments alone")
+    suggest = max(0.0, 1 - 1.3 * need / gpu_bytes)
+    if need > room:
+        raise ValueError(f"{advice}; lower it to at most {suggest:.2f} (vLLM needs its bf16 weights plus KV cache)")
+    if 1.3 * need > room:
+        return f"{advice} plus activations; training may run out of memory, consider at most {suggest:.2f}"
+    return None
+
+
 def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int):
     """The configured rollout backend sampling from ``model``'s current weights."""
     from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids
@@ -244,6 +266,11 @@ def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: in
         raise RuntimeError("backend 'vllm' is configured but vLLM is not installed (pip install -e '.[vllm]'); "
                            "set train.backend / evaluate.backend to 'hf' on machines without it") from e
     device = next(model.parameters()).device.type
+    if device == "cuda":
+        warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
+                                  cfg["gpu_memory_utilization"])
+        if warning:
+            log.warning(warning)
     backend = VLLMBackend(model_id, tokenizer, eos_ids(model, tokenizer), seed,
                           max_model_len=cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
                           dtype=cfg["dtype"], gpu_memory_utilization=cfg["gpu_memory_utilization"])
