@@ -266,11 +266,6 @@ def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: in
         raise RuntimeError("backend 'vllm' is configured but vLLM is not installed (pip install -e '.[vllm]'); "
                            "set train.backend / evaluate.backend to 'hf' on machines without it") from e
     device = next(model.parameters()).device.type
-    if device == "cuda":
-        warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
-                                  cfg["gpu_memory_utilization"])
-        if warning:
-            log.warning(warning)
     backend = VLLMBackend(model_id, tokenizer, eos_ids(model, tokenizer), seed,
                           max_model_len=cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
                           dtype=cfg["dtype"], gpu_memory_utilization=cfg["gpu_memory_utilization"])
@@ -328,6 +323,11 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     longest = max(len(p) for p in train_prompts + val_prompts)
     if longest > cfg["max_prompt_tokens"]:
         raise ValueError(f"a prompt has {longest} tokens > train.max_prompt_tokens = {cfg['max_prompt_tokens']}")
+    if cfg["backend"] == "vllm" and device == "cuda":
+        warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
+                                  cfg["gpu_memory_utilization"])
+        if warning:
+            log.warning(warning)
     backend = make_backend(cfg["backend"], model, tokenizer, cell["model_id"], cfg, seed)
     writer = SummaryWriter(tensorboard_dir, purge_step=start_step) if tensorboard_dir else None
     n = cfg["rollouts_per_prompt"]

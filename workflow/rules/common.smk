@@ -73,8 +73,7 @@ def train_targets():
 def eval_config(wildcards, objective, seed) -> str:
     """Evaluation settings (device, dtype and batch sizes shared with training) and the label."""
     t = config["train"]
-    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens", "micro_batch_size",
-                                "generation_batch_size", "gpu_memory_utilization")}
+    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens", "micro_batch_size", "generation_batch_size")}
     return json.dumps({
         "evaluate": shared | config["evaluate"],
         "grading": config["grading"],
