@@ -241,7 +241,7 @@ def check_gpu_share(n_params: int, gpu_bytes: int, share: float) -> str | None:
     share would otherwise fail minutes into the run. Raises when even the weights, gradients
     and moments cannot fit; returns a warning when the room is under 1.3× that (activations:
     bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5 0.5B / 1.5B /
-    3B shapes on an H100 80 GB, 1.3–2× the 16 bytes per parameter). None when it fits."""
+    3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per parameter). None when it fits."""
     need, room = TRAIN_BYTES_PER_PARAM * n_params, gpu_bytes * (1 - share)
     advice = (f"train.gpu_memory_utilization = {share} leaves {room / 2**30:.1f} GiB of this GPU's "
               f"{gpu_bytes / 2**30:.0f} GiB to train {n_params / 1e9:.2f} B parameters, which need "
