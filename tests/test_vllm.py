@@ -13,7 +13,7 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install vl
 
 from conftest import tiny_cell_dir  # noqa: E402
 from nsr_study.data import read_jsonl  # noqa: E402
-from nsr_study.prompts import chat_prompt, prompt_ids  # noqa: E402
+from nsr_study.prompts import problem_prompt_ids  # noqa: E402
 from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def engine(model_dir):
     model = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32).eval()
     backend = VLLMBackend(str(root), tokenizer, eos_ids(model, tokenizer), seed=0, max_model_len=512, device="cpu",
                           dtype="float32", gpu_memory_utilization=0.5)
-    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in train[:6]])
+    prompts = problem_prompt_ids(tokenizer, train[:6])
     return model, tokenizer, backend, prompts
 
 

@@ -23,7 +23,7 @@ import torch
 from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.grading import Grader
 from nsr_study.logprobs import token_logprobs
-from nsr_study.prompts import chat_prompt, prompt_ids
+from nsr_study.prompts import pad_token_id, problem_prompt_ids
 
 log = logging.getLogger("nsr_study.evaluate")
 
@@ -79,9 +79,9 @@ def evaluate(model_path: str, test_path: str, cfg: dict, grading: dict, seed: in
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     records = read_jsonl(test_path)
-    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    prompts = problem_prompt_ids(tokenizer, records)
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed)
     n = cfg["n"]
     with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):

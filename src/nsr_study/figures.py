@@ -76,14 +76,18 @@ def _mean_sd(d: pd.DataFrame, metric: str) -> tuple[float, float]:
     return float(vals.mean()), float(vals.std()) if len(vals) > 1 else 0.0
 
 
+def _final_panels(final: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, title) of the two final metrics each final-performance figure shows."""
+    return [("greedy_accuracy", "greedy accuracy"), ("pass_at_max_k", f"pass@{int(final['max_k'].max())}")]
+
+
 def final_performance(final: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
     """Grouped bars per model: base model and each objective, greedy accuracy and pass@max k."""
     models = _models_by_size(final)
-    max_k = int(final["max_k"].max())
     groups = ["base"] + objectives
     fig, axes = plt.subplots(1, 2, figsize=(max(7, 2.2 * len(models) * 2), 4.2))
     width = 0.8 / len(groups)
-    for ax, (metric, title) in zip(axes, (("greedy_accuracy", "greedy accuracy"), ("pass_at_max_k", f"pass@{max_k}"))):
+    for ax, (metric, title) in zip(axes, _final_panels(final)):
         for i, obj in enumerate(groups):
             stats = [_mean_sd(final[(final["model"] == m) & (final["objective"] == obj)], metric) for m in models]
             x = np.arange(len(models)) + (i - (len(groups) - 1) / 2) * width
@@ -127,9 +131,8 @@ def passk_curves(passk: pd.DataFrame, objectives: list[str], stem) -> list[Path]
 
 def model_size(final: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
     """Greedy accuracy and pass@max k vs parameters (log axis), one line per objective."""
-    max_k = int(final["max_k"].max())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, (metric, title) in zip(axes, (("greedy_accuracy", "greedy accuracy"), ("pass_at_max_k", f"pass@{max_k}"))):
+    for ax, (metric, title) in zip(axes, _final_panels(final)):
         for obj in ["base"] + objectives:
             d = final[final["objective"] == obj]
             if d.empty:

@@ -39,7 +39,7 @@ from transformers import (AutoTokenizer, GenerationConfig, PreTrainedTokenizerFa
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from nsr_study.grading import Grader
-from nsr_study.prompts import INSTRUCTION, chat_prompt, prompt_ids
+from nsr_study.prompts import INSTRUCTION, problem_prompt_ids
 from nsr_study.rollout import HFBackend
 
 log = logging.getLogger("nsr_study")
@@ -112,7 +112,7 @@ def build_model(spec: TinySpec, tokenizer) -> Qwen2ForCausalLM:
 
 def sft_examples(tokenizer, records: list[dict]) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, target ids) per record: the chat prompt, then the solution and EOS."""
-    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    prompts = problem_prompt_ids(tokenizer, records)
     targets = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
     return [(p, t + [tokenizer.eos_token_id]) for p, t in zip(prompts, targets)]
 
@@ -178,7 +178,7 @@ def evaluate(model, tokenizer, records: list[dict], grader: Grader, temperature:
              max_new_tokens: int, seed: int) -> dict:
     """Accuracy of ``n`` responses per problem (overall, by level), the share cut at
     ``max_new_tokens``, and the share of problems whose n responses are mixed."""
-    prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    prompts = problem_prompt_ids(tokenizer, records)
     backend = HFBackend(model, tokenizer, batch_size=len(prompts) * n)  # one call: tiny models, small batch memory
     out = backend.generate(prompts, n=n, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
     graded = grader.grade_many(out.texts, [r["answer"] for r in records for _ in range(n)])

@@ -33,7 +33,7 @@ from nsr_study.data import read_jsonl
 from nsr_study.grading import Grader
 from nsr_study.logprobs import token_logprobs
 from nsr_study.objectives import advantages, clip_loss, loss_denominator, loss_numerator, low_var_kl
-from nsr_study.prompts import chat_prompt, prompt_ids
+from nsr_study.prompts import pad_token_id, problem_prompt_ids
 
 log = logging.getLogger("nsr_study.train")
 
@@ -224,9 +224,10 @@ def save_checkpoint(work: Path, model, optimizer, step: int, cursor: int) -> Non
 
 def latest_checkpoint(work: Path) -> Path | None:
     pointer = work / "latest"
-    if pointer.is_file() and (work / pointer.read_text().strip() / "trainer_state.pt").is_file():
-        return work / pointer.read_text().strip()
-    return None
+    if not pointer.is_file():
+        return None
+    ckpt = work / pointer.read_text().strip()
+    return ckpt if (ckpt / "trainer_state.pt").is_file() else None
 
 
 # ---------------------------------------------------------------- the run
@@ -301,7 +302,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     if cfg["kl_coef"]:
         ref_model = AutoModelForCausalLM.from_pretrained(cell["model_id"], dtype=torch.float32).to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
 
     start_step, cursor = 0, 0
     metrics_live = work / "metrics.jsonl"
@@ -318,8 +319,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
 
     train = read_jsonl(train_path)
     val = read_jsonl(val_path)
-    train_prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in train])
-    val_prompts = prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in val])
+    train_prompts = problem_prompt_ids(tokenizer, train)
+    val_prompts, val_golds = problem_prompt_ids(tokenizer, val), [r["answer"] for r in val]
     longest = max(len(p) for p in train_prompts + val_prompts)
     if longest > cfg["max_prompt_tokens"]:
         raise ValueError(f"a prompt has {longest} tokens > train.max_prompt_tokens = {cfg['max_prompt_tokens']}")
@@ -345,7 +346,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     with Grader(cell["grading"]["workers"], cell["grading"]["timeout_s"]) as grader:
         if start_step == 0:
             t0 = time.perf_counter()
-            acc, counts = greedy_accuracy(backend, grader, val_prompts, [r["answer"] for r in val], cfg)
+            acc, counts = greedy_accuracy(backend, grader, val_prompts, val_golds, cfg)
             emit(dict(step=0, val_accuracy=acc, val_grading=counts, time_val=time.perf_counter() - t0))
             log.info("step 0: greedy val accuracy %.3f", acc)
         bar = tqdm(range(start_step + 1, cfg["steps"] + 1), initial=start_step, total=cfg["steps"],
@@ -403,7 +404,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             record["rollout_tokens_per_s"] = sum(len(r) for r in ro.response_ids) / max(times["rollout"], 1e-9)
             if step % cfg["val_every"] == 0 or step == cfg["steps"]:
                 t0 = time.perf_counter()
-                acc, counts = greedy_accuracy(backend, grader, val_prompts, [r["answer"] for r in val], cfg)
+                acc, counts = greedy_accuracy(backend, grader, val_prompts, val_golds, cfg)
                 times["val"] = time.perf_counter() - t0
                 record.update(val_accuracy=acc, val_grading=counts)
             record.update({f"time_{k}": v for k, v in times.items()})
