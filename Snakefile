@@ -3,19 +3,27 @@ sizes on MATH. `snakemake --cores all` runs config/config.yaml (the Qwen2.5 stud
 `--configfile config/demo.yaml` is the offline CPU demo. See README.md."""
 
 import os
+import shlex
 import sys
 
 from snakemake.utils import min_version, validate
 
-min_version("9.0")
+# 9.19: the first Snakemake that reads profiles/*/profile.yaml (older ones look for config.yaml).
+min_version("9.19")
 
-# The library lives in src/; jobs (scripts, conda envs, cluster nodes) find it through
-# PYTHONPATH, so the workflow runs from a plain checkout too.
+# The library lives in src/, so the workflow runs from a plain checkout with the code of that
+# checkout: the Snakefile imports it from there, and every job's shell puts src/ first on
+# PYTHONPATH. An inherited PYTHONPATH would not do: Snakemake strips it from jobs that run in a
+# conda env (`--sdm conda`), whose environments hold the dependencies but not this package.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from nsr_study.config import check_config
+
+
+# The report's front page (`snakemake --report`); each result's caption is in its rule.
+report: "workflow/report/workflow.rst"
 
 
 # Absolute, so `--directory elsewhere --configfile x.yaml` overlays the same base config.
@@ -35,7 +43,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         data_targets(),
         report_targets(),
-    default_target: True

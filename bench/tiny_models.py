@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
+from nsr_study.config import load_config
 from nsr_study.data import read_jsonl
 from nsr_study.logs import setup_logging
 from nsr_study.tiny import build
@@ -35,14 +35,16 @@ def main() -> None:
     args = ap.parse_args()
     setup_logging()
     torch.set_num_threads(args.threads)
-    models = [m for m in yaml.safe_load(args.config.read_text())["models"] if "tiny" in m]
+    config = load_config([REPO / "config" / "config.yaml", args.config], REPO / "workflow/schemas/config.schema.yaml")
+    models = [m for m in config["models"] if "tiny" in m]
     train, val = (read_jsonl(args.data / f"{s}.jsonl") for s in ("train", "val"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for m in models:
             start = time.perf_counter()
-            prior = build(m["tiny"], train, val, root / m["name"], seed=args.seed)
+            prior = build(m["tiny"], train, val, root / m["name"], config["prompt"], seed=args.seed,
+                          grader_workers=config["grading"]["workers"])
             rows.append((m["name"], prior["parameters"], prior["sft"]["final_loss"], prior["greedy"]["accuracy"],
                          prior["greedy"]["truncated"], prior["sampled_t1"]["accuracy"],
                          prior["sampled_t1"]["mixed_problems"], time.perf_counter() - start))

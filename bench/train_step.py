@@ -1,8 +1,11 @@
 """Step time and peak memory of one training step on a Qwen2.5-shaped model (random init from
 its config, so nothing is downloaded), through the pipeline's own rollout/log-prob/update code
 with the HF backend. Rewards are random 0/1 (grading is benchmarked in bench/grading.py).
+MFU of the π_old log-probs and of the update: 2·N and 6·N (8·N with gradient checkpointing)
+FLOPs per prompt + response token over the card's dense bf16 peak (``nsr_study.flops``).
 
     python bench/train_step.py --shape 0.5b --steps 3            # on a GPU: bf16 + checkpointing
+    python bench/train_step.py --shape 0.5b --compiled           # rollouts: static KV cache + CUDA graphs
     python bench/train_step.py --shape tiny --device cpu --steps 2 --max-new-tokens 16
 """
 
@@ -12,9 +15,11 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from nsr_study.flops import forward_flops, mfu, peak_bf16_tflops, update_flops
 from nsr_study.objectives import advantages
 from nsr_study.rollout import HFBackend
-from nsr_study.train import Sample, fill_logprobs, policy_update
+from nsr_study.batch import Sample
+from nsr_study.update import fill_logprobs, policy_update
 
 SHAPES = {  # Qwen2.5-*-Instruct config.json values
     "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
@@ -49,19 +54,26 @@ def main():
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--prompt-tokens", type=int, default=200)
     ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--compiled", action="store_true", help="HFBackend(compiled=True): static KV cache, compiled decoding")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the card's dense bf16 peak (default: by device name)")
     args = ap.parse_args()
     gpu = args.device.startswith("cuda")
+    card = torch.cuda.get_device_name() if gpu else "cpu"
+    peak = args.peak_tflops or peak_bf16_tflops(card)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(Qwen2Config(**SHAPES[args.shape], eos_token_id=EOS)).to(args.device)
     if gpu:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     cfg = dict(loss_agg="token-mean", max_new_tokens=args.max_new_tokens, micro_batch_size=args.micro_batch,
                dtype="bfloat16" if gpu else "float32", logprob_chunk=1024, clip_eps=0.2, entropy_coef=0.0,
-               kl_coef=0.0, minibatch_size=args.minibatch, grad_clip=1.0)
-    backend = HFBackend(model, IdsOnlyTokenizer(), batch_size=args.prompts * args.rollouts)
+               kl_coef=0.0, minibatch_size=args.minibatch, grad_clip=1.0, temperature=1.0)
+    backend = HFBackend(model, IdsOnlyTokenizer(), batch_size=args.prompts * args.rollouts, compiled=args.compiled,
+                        dtype="bfloat16" if gpu else "float32")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.shape}: {n_params / 1e6:.0f} M parameters on {args.device} ({torch.cuda.get_device_name() if gpu else 'cpu'})")
+    print(f"{args.shape}: {n_params / 1e6:.0f} M parameters on {args.device} ({card}); "
+          f"{'compiled static-cache' if args.compiled else 'plain'} HF rollouts; MFU against "
+          f"{f'{peak} TFLOP/s' if peak else 'n/a (unknown card: pass --peak-tflops)'}")
     for step in range(1, args.steps + 1):
         if gpu:
             torch.cuda.synchronize()
@@ -73,21 +85,26 @@ def main():
             ro = backend.generate(prompts, n=args.rollouts, temperature=1.0, top_p=1.0, max_new_tokens=args.max_new_tokens)
         t["rollout"] = time.perf_counter() - t0
         rewards = torch.randint(0, 2, (len(ro),)).float()
-        adv = advantages(rewards, torch.arange(args.prompts).repeat_interleave(args.rollouts), "W_REINFORCE")
+        adv = advantages(rewards, torch.arange(args.prompts).repeat_interleave(args.rollouts), "W_REINFORCE", lam=0.1)
         samples = [Sample(p, r, a) for p, r, a in zip(ro.prompt_ids, ro.response_ids, adv.tolist())]
         t0 = time.perf_counter()
-        fill_logprobs(model, samples, "old_logp", args.micro_batch, PAD, args.device, cfg["dtype"])
+        fill_logprobs(model, samples, "old_logp", cfg, PAD, args.device)
         t["logprob"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        up = policy_update(model, opt, samples, cfg, PAD, args.device)
+        up = policy_update(model, opt, samples, cfg, PAD, args.device, shuffle_seed=step)
+        backend.sync(model)
         if gpu:
             torch.cuda.synchronize()
         t["update"] = time.perf_counter() - t0
         tokens = sum(s.n_response for s in samples)
-        peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if gpu else "n/a"
+        seen = sum(len(s.ids) for s in samples)  # prompt + response tokens through each pass
+        flops = dict(logprob=forward_flops(n_params, seen), update=update_flops(n_params, seen, recompute=gpu))
+        rates = ", ".join(f"{k} {f / t[k] / 1e12:.3g} TFLOP/s" + (f" = MFU {mfu(f, t[k], peak):.1%}" if peak else "")
+                          for k, f in flops.items())
+        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if gpu else "n/a"
         print(f"step {step}: {sum(t.values()):.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in t.items())}); "
               f"{tokens} response tokens, {tokens / t['rollout']:.0f} tok/s rollout; {up['optimizer_steps']} optimizer "
-              f"steps; peak GPU memory {peak}")
+              f"steps; {rates}; peak GPU memory {memory}")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,18 @@
 into the project); tests that need it skip with the reason when it is absent."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MATH = Path(os.environ.get("NSR_SHARED_MATH", REPO.parent / "shared" / "data" / "math"))
+MICRO_CONFIG = REPO / ".test" / "config" / "micro.yaml"
+MICRO = yaml.safe_load(MICRO_CONFIG.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +30,41 @@ def math_train(math_dir):
     return read_jsonl(math_dir / "train.jsonl")
 
 
+def study_config(*overlays: str) -> dict:
+    """config/config.yaml overlaid with ``overlays`` (paths relative to the repo), checked,
+    with the schema's defaults: the one source of every default value."""
+    from nsr_study.config import load_config
+
+    paths = [REPO / "config" / "config.yaml", *(REPO / o for o in overlays)]
+    return load_config(paths, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def demo_config() -> dict:
+    return study_config("config/demo.yaml")
+
+
+def tiny_spec(**overrides):
+    """The demo's tiny-model defaults (schema) with ``overrides``."""
+    from nsr_study.tiny import TinySpec
+
+    return TinySpec(**(demo_config()["models"][0]["tiny"] | overrides))
+
+
 def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
     """Run the Snakemake CLI of this interpreter's environment on the repository's Snakefile."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def micro(tmp_path_factory) -> Path:
+    """A folder where the micro demo (.test/config/micro.yaml, as micro.yaml) ran end to end:
+    run once per session and shared by the pipeline and report tests."""
+    root = tmp_path_factory.mktemp("pipeline")
+    shutil.copy(MICRO_CONFIG, root / "micro.yaml")
+    res = snakemake("--cores", "2", "-d", root, "--configfile", root / "micro.yaml", timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return root
 
 
 def tiny_cell_dir(root: Path, **spec) -> Path:
@@ -39,15 +74,15 @@ def tiny_cell_dir(root: Path, **spec) -> Path:
 
     from nsr_study.data import write_jsonl
     from nsr_study.synthetic import generate
-    from nsr_study.tiny import TinySpec, build_model, build_tokenizer, corpus
+    from nsr_study.tiny import build_model, build_tokenizer, corpus
 
     train, val = generate(64, 8, seed=0)
     for split, recs in (("train", train), ("val", val)):
         for i, r in enumerate(recs):
             r.update(id=f"{split}-{i}", subject=r["type"])
         write_jsonl(recs, root / f"{split}.jsonl")
-    tokenizer = build_tokenizer(corpus(train), 300)
+    tokenizer = build_tokenizer(corpus(train, demo_config()["prompt"]), 300)
     torch.manual_seed(0)
-    build_model(TinySpec(**spec), tokenizer).save_pretrained(root / "model")
+    build_model(tiny_spec(**spec), tokenizer).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     return root

@@ -53,13 +53,14 @@ def test_all_problems_reported_at_once():
 
 def test_semantic_checks_after_defaults():
     cfg = _base() | {"models": [{"name": "m", "id": "a"}, {"name": "m", "id": "b"}],
-                     "train": {"minibatch_size": 5}, "data": {"source": "local"}}
+                     "train": {"minibatch_size": 5, "top_p": 0.95}, "data": {"source": "local"}}
     with pytest.raises(ConfigError) as err:
         check_config(cfg, SCHEMA, _fill)
     msg = str(err.value)
     assert "data.local: required when data.source is 'local'" in msg
     assert "models: name 'm' is used more than once" in msg
     assert "train.minibatch_size: 5 does not divide the rollout batch" in msg
+    assert "train.top_p: 0.95 is not supported, only 1" in msg  # log-probs would not match the sampler
 
 
 def test_defaults_filled_from_schema():

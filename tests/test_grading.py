@@ -26,6 +26,16 @@ def test_grade_by_hand(response, gold, expected):
     assert grade(response, gold) == expected
 
 
+@pytest.mark.parametrize("response", [
+    "We find $x = 5$. Then we compute \\boxed{\\frac{12",  # cut off inside the final box
+    "$x = 5$, so \\boxed{5} is wrong; the answer is \\boxed{",  # an earlier closed box does not count
+    "We find $x = 5$. \\boxed{}",  # an empty box
+])
+def test_an_unclosed_or_empty_final_box_has_no_answer(response):
+    """Before: math-verify searched the whole text and found the 5 (reward 1.0)."""
+    assert grade_with_status(response, "5") == (0.0, "no_answer")
+
+
 def test_statuses_count_parse_failures():
     assert grade_with_status("I do not know.", "5") == (0.0, "no_answer")
     assert grade_with_status("\\boxed{5}", "") == (0.0, "bad_gold")

@@ -13,7 +13,7 @@ G = torch.arange(4).repeat_interleave(4)
 
 
 def test_grpo_by_hand():
-    a = advantages(R, G, "GRPO")
+    a = advantages(R, G, "GRPO", lam=0.1)
     # group 0: mean 1/4, unbiased std sqrt((0.75² + 3·0.25²)/3) = 0.5
     s0 = 0.5 + 1e-6
     # group 3: mean 1/2, unbiased std sqrt(4·0.25/3) = 1/sqrt(3)
@@ -24,25 +24,40 @@ def test_grpo_by_hand():
 
 
 def test_psr_nsr_w_reinforce_by_hand_no_normalisation():
-    assert advantages(R, G, "PSR").tolist() == R.tolist()
-    assert advantages(R, G, "NSR").tolist() == [r - 1 for r in R.tolist()]
+    assert advantages(R, G, "PSR", lam=0.1).tolist() == R.tolist()
+    assert advantages(R, G, "NSR", lam=0.1).tolist() == [r - 1 for r in R.tolist()]
     w = advantages(R, G, "W_REINFORCE", lam=0.1).tolist()
     assert w == pytest.approx([0.1 if r == 1 else -1.0 for r in R.tolist()])
     # uniform groups keep their signal (the seed implementations' bug zeroed them)
-    assert advantages(R, G, "NSR")[8:12].tolist() == [-1, -1, -1, -1]
-    assert advantages(R, G, "PSR")[4:8].tolist() == [1, 1, 1, 1]
+    assert advantages(R, G, "NSR", lam=0.1)[8:12].tolist() == [-1, -1, -1, -1]
+    assert advantages(R, G, "PSR", lam=0.1)[4:8].tolist() == [1, 1, 1, 1]
 
 
 def test_grpo_group_of_one_uses_raw_reward():
-    a = advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), "GRPO")
+    a = advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), "GRPO", lam=0.1)
     assert a.tolist() == [1.0, 0.0]
+
+
+def test_registry_schema_and_figures_agree():
+    """One definition per objective: the schema's enums list exactly the registry's names, and
+    every objective has its own figure colour and label."""
+    import yaml
+
+    from conftest import REPO
+    from nsr_study.objectives import OBJECTIVES
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    assert schema["objectives"]["items"]["enum"] == list(OBJECTIVES)
+    assert schema["train"]["properties"]["drop_zero_advantage"]["items"]["enum"] == list(OBJECTIVES)
+    assert len({o.color for o in OBJECTIVES.values()}) == len({o.label for o in OBJECTIVES.values()}) == len(OBJECTIVES)
+    assert [k for k, o in OBJECTIVES.items() if o.drop_zero_advantage] == ["PSR", "NSR"]  # the paper's code
 
 
 def test_bad_rewards_and_objective_rejected():
     with pytest.raises(ValueError, match="0 or 1"):
-        advantages(torch.tensor([0.5]), torch.tensor([0]), "PSR")
+        advantages(torch.tensor([0.5]), torch.tensor([0]), "PSR", lam=0.1)
     with pytest.raises(ValueError, match="unknown objective"):
-        advantages(R, G, "RLVR")
+        advantages(R, G, "RLVR", lam=0.1)
 
 
 def test_clip_loss_for_given_ratios():
@@ -89,3 +104,22 @@ def test_aggregation_by_hand_and_split_invariant(agg, expected):
 def test_seq_mean_ignores_dropped_sequences():
     assert loss_denominator([3, 0, 2], "seq-mean", 4) == 2
     assert loss_denominator([3, 0, 2], "token-mean", 4) == 5
+
+
+def test_policy_loss_composed_by_hand():
+    """ρ = [1, 1.5], A = 1, ε = 0.2: clip loss [−1, −1.2] (the second clipped), entropies
+    [0.5, 1.0] with coefficient 0.1, k3-KL [0, 1/1.5 + ln 1.5 − 1] with coefficient 0.5;
+    token-mean over 2 tokens of a minibatch half full (weight 0.5)."""
+    from nsr_study.objectives import policy_loss
+
+    logp, old = torch.tensor([[0.0, math.log(1.5)]]), torch.zeros(1, 2)
+    entropy, mask, adv = torch.tensor([[0.5, 1.0]]), torch.ones(1, 2), torch.ones(1, 1)
+    kw = dict(agg="token-mean", denominator=2.0, weight=0.5, clip_eps=0.2)
+    out = policy_loss(logp, entropy, old, torch.zeros(1, 2), adv, mask, entropy_coef=0.1, kl_coef=0.0, **kw)
+    assert out["loss"].item() == pytest.approx(0.25 * (-2.2 - 0.1 * 1.5))
+    assert out["pg_loss"].item() == pytest.approx(0.25 * -2.2)
+    assert out["clipped"].tolist() == [[False, True]]
+    k3 = 1 / 1.5 + math.log(1.5) - 1
+    out = policy_loss(logp, entropy, old, torch.zeros(1, 2), adv, mask, entropy_coef=0.1, kl_coef=0.5, **kw)
+    assert out["loss"].item() == pytest.approx(0.25 * (-2.2 - 0.15 + 0.5 * k3))
+    assert out["kl"][0, 1].item() == pytest.approx(k3)

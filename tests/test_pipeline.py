@@ -7,27 +7,10 @@ import re
 import time
 
 import pandas as pd
-import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import MICRO, REPO, snakemake
 
-MICRO = {
-    "data": {"source": "synthetic", "synthetic": {"n_train": 400, "n_test": 100, "seed": 7}, "train_fraction": 0.5,
-             "test_fraction": 0.2, "val_size": 20},
-    "models": [
-        {"name": "tiny-a", "id": "results/models/tiny-a",
-         "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "sft_steps": 20, "batch_size": 16}},
-        {"name": "tiny-b", "id": "results/models/tiny-b",
-         "tiny": {"hidden_size": 48, "intermediate_size": 96, "num_layers": 1, "sft_steps": 20, "batch_size": 16}},
-    ],
-    "objectives": ["GRPO", "PSR", "NSR", "W_REINFORCE"],
-    "seeds": [0],
-    "train": {"steps": 2, "prompts_per_step": 4, "rollouts_per_prompt": 2, "minibatch_size": 4, "micro_batch_size": 8,
-              "max_new_tokens": 16, "max_prompt_tokens": 256, "val_every": 1, "checkpoint_every": 1, "backend": "hf",
-              "device": "cpu", "dtype": "float32", "gradient_checkpointing": False, "threads": 1, "lr": 1.0e-4},
-    "evaluate": {"n": 2, "max_new_tokens": 16, "backend": "hf"},
-}
 CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
 
 
@@ -35,15 +18,6 @@ def jobs(dry_run_output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
     table = dry_run_output.split("Job stats:")[1].split("total")[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
-    res = snakemake("--cores", "2", "-d", root, "--configfile", root / "micro.yaml", timeout=900)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    return root
 
 
 def test_study_dry_run_plans_base_evals_and_every_cell():
@@ -91,6 +65,18 @@ def test_touching_code_plans_no_retraining(micro):
     res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", micro / "micro.yaml")
     assert res.returncode == 0, res.stderr
     assert "Nothing to be done" in res.stdout, res.stdout[-3000:]
+
+
+def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell(micro):
+    def plan(**train):
+        cfg = micro / "changed.yaml"
+        cfg.write_text(yaml.safe_dump(MICRO | {"train": MICRO["train"] | train}))
+        res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", cfg)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert "Nothing to be done" in plan(micro_batch_size=2, threads=2, checkpoint_every=2, generation_batch_size=7)
+    assert jobs(plan(lr=2.0e-4))["train"] == 8
 
 
 def test_report_holds_every_figure_and_caption(micro):

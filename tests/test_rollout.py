@@ -2,10 +2,13 @@
 
 import copy
 
+import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-from nsr_study.rollout import HFBackend, cut_at_eos
+from conftest import tiny_cell_dir
+from nsr_study.data import read_jsonl
+from nsr_study.rollout import HFBackend, cut_at_eos, prompts_per_call, static_cache_len
 
 V, EOS, PAD = 40, 1, 0
 
@@ -45,8 +48,8 @@ def test_model_generation_defaults_do_not_change_samples():
     dirty = with_qwen_style_defaults(model)
     prompts = [[3, 4, 5], [6, 7], [8, 9, 10, 11]]
     for temperature, n in ((1.0, 3), (0.0, 1)):
-        a = HFBackend(model, IdsTokenizer()).generate(prompts, n, temperature, 1.0, 8, seed=7)
-        b = HFBackend(dirty, IdsTokenizer()).generate(prompts, n, temperature, 1.0, 8, seed=7)
+        a = HFBackend(model, IdsTokenizer(), batch_size=64).generate(prompts, n, temperature, 1.0, 8, seed=7)
+        b = HFBackend(dirty, IdsTokenizer(), batch_size=64).generate(prompts, n, temperature, 1.0, 8, seed=7)
         assert a.response_ids == b.response_ids
     assert dirty.generation_config.repetition_penalty == 5.0  # restored after the call
 
@@ -62,3 +65,65 @@ def test_t1_samples_follow_the_policy_distribution():
     ro = HFBackend(model, IdsTokenizer(), batch_size=20000).generate([prompt], 20000, 1.0, 1.0, 1, seed=0)
     freq = torch.bincount(torch.tensor([r[0] for r in ro.response_ids]), minlength=V).float() / 20000
     assert (freq - probs).abs().max() < 0.015
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """The random tiny Qwen2 of the pipeline tests with its tokenizer, and six prompts of
+    different lengths (left padding matters)."""
+    root = tiny_cell_dir(tmp_path_factory.mktemp("rollout"))
+    tokenizer = AutoTokenizer.from_pretrained(root / "model")
+    model = AutoModelForCausalLM.from_pretrained(root / "model", dtype=torch.float32).eval()
+    prompts = [tokenizer.encode(r["problem"]) for r in read_jsonl(root / "val.jsonl")[:6]]
+    assert len({len(p) for p in prompts}) > 1
+    return model, tokenizer, prompts
+
+
+def test_compiled_static_cache_decoding_gives_the_plain_tokens(tiny_policy):
+    """The fast path (static KV cache, compiled forward, a float32 copy here) gives the plain
+    path's tokens: greedy, and sampled with the same seed (the same logits and random draws),
+    so it samples from the same policy. Then the policy changes in place, as an optimizer step
+    does: the copy is stale until ``sync``, and after it matches the plain path again.
+    Every call has 12 sequences (greedy: each prompt twice), so one graph is compiled (~30 s on
+    a CPU)."""
+    model, tokenizer, prompts = tiny_policy
+    plain = HFBackend(model, tokenizer, batch_size=64)
+    fast = HFBackend(model, tokenizer, batch_size=64, compiled=True, dtype="float32")
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for temperature, top_p in ((0.0, 1.0), (1.0, 1.0), (0.6, 0.95)):
+        batch, n = (prompts * 2, 1) if temperature == 0 else (prompts, 2)
+        a = plain.generate(batch, n, temperature, top_p, 24, seed=3)
+        b = fast.generate(batch, n, temperature, top_p, 24, seed=3)
+        assert a.response_ids == b.response_ids and a.truncated == b.truncated
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # really compiled
+    assert fast.generator._previous_max_cache_length == static_cache_len(max(map(len, prompts)), 24)
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    new = plain.generate(prompts * 2, 1, 0.0, 1.0, 24).response_ids
+    assert fast.generate(prompts * 2, 1, 0.0, 1.0, 24).response_ids != new  # the copy is stale
+    fast.sync(model)
+    assert fast.generate(prompts * 2, 1, 0.0, 1.0, 24).response_ids == new
+
+
+def test_compiled_backend_copies_the_policy_in_the_compute_dtype(tiny_policy):
+    """The bf16 copy holds the policy's weights rounded to bf16, takes no gradients, and
+    follows the policy through ``sync``; the policy itself stays fp32 and trainable."""
+    model, tokenizer, _ = tiny_policy
+    backend = HFBackend(model, tokenizer, batch_size=64, compiled=True, dtype="bfloat16")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1)
+    backend.sync(model)
+    policy = dict(model.named_parameters())
+    for name, p in backend.generator.named_parameters():
+        assert p.dtype == torch.bfloat16 and not p.requires_grad
+        assert torch.equal(p, policy[name].to(torch.bfloat16)), name
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+
+
+def test_static_cache_lengths_by_hand():
+    assert static_cache_len(200, 56) == 256
+    assert static_cache_len(200, 57) == 512
+    assert static_cache_len(1024, 1024) == 2048
+    assert [prompts_per_call(n, 256) for n in (1, 2, 256, 512)] == [256, 128, 1, 1]

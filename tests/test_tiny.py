@@ -8,12 +8,14 @@ import torch
 from tokenizers import pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2Tokenizer
 
+from conftest import demo_config, tiny_spec
 from nsr_study.prompts import chat_prompt, prompt_ids
 from nsr_study.synthetic import generate
-from nsr_study.tiny import (IM_END, IM_START, PAD, TinySpec, build, build_model, build_tokenizer, collate,
-                            corpus, sft, sft_examples)
+from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, sft,
+                            sft_examples)
 
-SPEC = TinySpec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
+PROMPT = demo_config()["prompt"]
+SPEC = tiny_spec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
                 sft_steps=40, lr=1e-2, max_new_tokens=16, t1_samples=2)
 ODD = ["héllo  wörld\n\n\tx", "’≡ß 12345 ", "  leading and trailing  ", "<|im_start|>user\nhi<|im_end|>\n"]
 
@@ -26,7 +28,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def tokenizer(records):
-    return build_tokenizer(corpus(records[0]), SPEC.vocab_size)
+    return build_tokenizer(corpus(records[0], PROMPT), SPEC.vocab_size)
 
 
 def save_beside_qwen2_config(tok, path):
@@ -39,7 +41,7 @@ def save_beside_qwen2_config(tok, path):
 def texts_to_check(tok, records):
     rs = records[0][:40] + records[1]
     return ([r["problem"] for r in rs] + [r["solution"] for r in rs] + ODD
-            + [chat_prompt(tok, r["problem"]) for r in rs])
+            + [chat_prompt(tok, r["problem"], PROMPT) for r in rs])
 
 
 def test_tokenizer_survives_autotokenizer_as_qwen2tokenizer(tokenizer, records, tmp_path):
@@ -58,10 +60,10 @@ def test_tokenizer_survives_autotokenizer_as_qwen2tokenizer(tokenizer, records, 
 def test_a_foreign_pre_tokenizer_would_not_survive(records, tmp_path):
     """The trap the module avoids: GPT-2's pre-tokenizer (digit runs kept together) gives
     different ids once Qwen2Tokenizer swaps its own in — so the round-trip test has teeth."""
-    tok = build_tokenizer(corpus(records[0]), SPEC.vocab_size)
+    tok = build_tokenizer(corpus(records[0], PROMPT), SPEC.vocab_size)
     backend = tok.backend_tokenizer
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.train_from_iterator(corpus(records[0]), trainers.BpeTrainer(
+    backend.train_from_iterator(corpus(records[0], PROMPT), trainers.BpeTrainer(
         vocab_size=SPEC.vocab_size, special_tokens=[PAD, IM_START, IM_END],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     loaded = save_beside_qwen2_config(tok, tmp_path)
@@ -71,11 +73,13 @@ def test_a_foreign_pre_tokenizer_would_not_survive(records, tmp_path):
 
 def test_chat_template_renders_chatml_through_autotokenizer(tokenizer, tmp_path):
     loaded = save_beside_qwen2_config(tokenizer, tmp_path)
-    text = chat_prompt(loaded, "Compute $1 + 2$.")
-    assert text.startswith("<|im_start|>user\nCompute $1 + 2$. Let's think")
-    assert text.endswith("\\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+    text = chat_prompt(loaded, "Compute $1 + 2$.", PROMPT)
+    # the paper's prompt: explicit system message, problem, newline, instruction
+    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nCompute $1 + 2$.\n"
+                    "Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+                    "<|im_start|>assistant\n")
     ids = prompt_ids(loaded, [text])[0]
-    assert ids[0] == loaded.convert_tokens_to_ids(IM_START) and ids.count(loaded.eos_token_id) == 1
+    assert ids[0] == loaded.convert_tokens_to_ids(IM_START) and ids.count(loaded.eos_token_id) == 2  # system, user
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello"}]
     assert loaded.apply_chat_template(messages, tokenize=False) == (
@@ -93,7 +97,7 @@ def test_auto_classes_load_the_same_model(tokenizer, tmp_path):
     assert loaded.config.model_type == "qwen2" and loaded.dtype == torch.float32
     assert loaded.generation_config.eos_token_id == tok.convert_tokens_to_ids(IM_END) == tok.eos_token_id
     assert loaded.generation_config.pad_token_id == tok.convert_tokens_to_ids(PAD) == tok.pad_token_id
-    ids = torch.tensor(prompt_ids(tok, [chat_prompt(tok, "Solve $2x = 4$ for $x$.")]))
+    ids = torch.tensor(prompt_ids(tok, [chat_prompt(tok, "Solve $2x = 4$ for $x$.", PROMPT)]))
     with torch.no_grad():
         assert torch.equal(model.eval()(ids).logits, loaded.eval()(ids).logits)
 
@@ -106,7 +110,7 @@ def test_collate_puts_loss_on_target_and_eos_only():
 
 
 def test_sft_lowers_the_loss_deterministically(tokenizer, records):
-    examples = sft_examples(tokenizer, records[0])
+    examples = sft_examples(tokenizer, records[0], PROMPT)
     assert all(t[-1] == tokenizer.eos_token_id for _, t in examples)
 
     def run():
@@ -120,7 +124,7 @@ def test_sft_lowers_the_loss_deterministically(tokenizer, records):
 
 def test_build_writes_a_loadable_model_and_its_prior(records, tmp_path):
     train, val = records
-    prior = build(SPEC, train, val[:8], tmp_path, seed=0)
+    prior = build(SPEC, train, val[:8], tmp_path, PROMPT, seed=0, grader_workers=2)
     assert json.loads((tmp_path / "prior.json").read_text()) == prior
     assert 0 <= prior["greedy"]["accuracy"] <= 1 and prior["greedy"]["problems"] == 8
     assert prior["sampled_t1"]["samples_per_problem"] == 2 and sum(prior["sampled_t1"]["statuses"].values()) == 16

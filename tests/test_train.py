@@ -3,6 +3,7 @@ metrics, outputs. W_REINFORCE is used so every step has non-zero advantages to t
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, tiny_cell_dir
+from conftest import demo_config, tiny_cell_dir
+from nsr_study.checkpoint import checkpoints
 from nsr_study.data import read_jsonl
 
 
@@ -25,16 +26,12 @@ def setup(tmp_path_factory):
 
 
 def cell_config(model_id: str, objective: str, **train) -> dict:
-    """A schema-checked cell config: the demo's training settings, small batches, overrides."""
-    from snakemake.utils import validate
-
-    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg = {"models": [{"name": "t", "id": model_id}], "objectives": [objective], "seeds": [0],
-           "train": yaml.safe_load((REPO / "config/demo.yaml").read_text())["train"], "grading": base["grading"]}
-    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
+    """A cell as the train rule passes it: the demo's settings (schema defaults filled), small
+    batches, ``train`` overrides."""
+    cfg = demo_config()
     cfg["train"].update(dict(prompts_per_step=4, rollouts_per_prompt=2, minibatch_size=4, micro_batch_size=4,
                              max_new_tokens=16) | train)
-    return {"model_name": "t", "model_id": model_id, "objective": objective, "seed": 0,
+    return {"model_name": "t", "model_id": model_id, "objective": objective, "seed": 0, "prompt": cfg["prompt"],
             "train": cfg["train"], "grading": cfg["grading"]}
 
 
@@ -45,15 +42,31 @@ def train_cmd(root: Path, cell: dict, out: str) -> list[str]:
             "--work", str(o / "work"), "--tensorboard", str(o / "tb"), "--threads", "1", "--log", str(o / "train.log")]
 
 
-def test_run_writes_policy_metrics_and_tensorboard(setup):
+@pytest.fixture(scope="module")
+def plain(setup):
+    """One uninterrupted run, the reference of the resume tests."""
     root, cell = setup
     res = subprocess.run(train_cmd(root, cell, "plain"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    out = root / "plain"
+    return root / "plain"
+
+
+def rerun_on_a_copy(root: Path, cell: dict, out: str, runtime: dict | None = None) -> subprocess.CompletedProcess:
+    """Train ``cell`` in a copy of the plain run's work directory (finished at its last step)."""
+    shutil.copytree(root / "plain" / "work", root / out / "work")
+    cmd = train_cmd(root, cell, out) + (["--runtime", json.dumps(runtime)] if runtime else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_run_writes_policy_metrics_and_tensorboard(plain):
+    out = plain
     recs = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in recs] == list(range(7))
     assert [r["step"] for r in recs if "val_accuracy" in r] == [0, 3, 6]
-    for key in ("reward_mean", "correct_ratio", "kept_fraction", "loss", "clip_fraction", "entropy",
+    assert all("val_pass_rate" in r and "val_pass_rate_se" in r for r in recs if "val_accuracy" in r)
+    for key in ("reward_mean", "correct_ratio", "kept_fraction", "truncated_rewarded", "loss", "clip_fraction", "entropy",
                 "response_length_mean", "truncation_rate", "grad_norm", "lr", "time_rollout", "time_update",
                 "rollout_tokens_per_s"):
         assert all(key in r for r in recs[1:]), key
@@ -65,7 +78,7 @@ def test_run_writes_policy_metrics_and_tensorboard(setup):
     AutoModelForCausalLM.from_pretrained(out / "policy")
 
 
-def test_sigkill_then_rerun_resumes_to_the_same_end(setup):
+def test_sigkill_then_rerun_resumes_to_the_same_end(setup, plain):
     root, cell = setup
     proc = subprocess.Popen(train_cmd(root, cell, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -77,20 +90,62 @@ def test_sigkill_then_rerun_resumes_to_the_same_end(setup):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (root / "killed" / "work" / "latest").read_text() == "checkpoint-2"
+    assert [p.name for p in checkpoints(root / "killed" / "work")] == ["checkpoint-2"]
     assert not (root / "killed" / "metrics.jsonl").exists()
+    (root / "killed" / "train.log").unlink()  # as Snakemake does before the rerun
 
     res = subprocess.run(train_cmd(root, cell, "killed"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "resuming from checkpoint-2 (step 2" in (root / "killed" / "train.log").read_text()
+    assert "resuming from " + str(root / "killed" / "work" / "checkpoint-2") in (root / "killed" / "train.log").read_text()
+    # each attempt's log survives beside the checkpoints
+    attempts = root / "killed" / "work" / "attempts"
+    assert sorted(p.name for p in attempts.iterdir()) == ["attempt-1.log", "attempt-2.log"]
+    assert "step 3:" in (attempts / "attempt-1.log").read_text()
+    assert "resuming from" in (attempts / "attempt-2.log").read_text()
     recs = read_jsonl(root / "killed" / "metrics.jsonl")
     assert [r["step"] for r in recs] == list(range(7))  # one contiguous log, no duplicate step 3
     # RNG, optimizer and data order restored: the resumed run retraces the uninterrupted one
-    plain = read_jsonl(root / "plain" / "metrics.jsonl")
-    for a, b in zip(recs, plain):
+    for a, b in zip(recs, read_jsonl(plain / "metrics.jsonl")):
         assert (a.get("reward_mean"), a.get("prompts_consumed"), a.get("val_accuracy")) == (
             b.get("reward_mean"), b.get("prompts_consumed"), b.get("val_accuracy"))
         assert a.get("loss") == pytest.approx(b.get("loss"), abs=1e-5) if "loss" in b else True
+
+
+def test_changed_setting_starts_afresh_saying_why(setup, plain):
+    root, cell = setup
+    changed = cell | {"train": cell["train"] | {"lr": cell["train"]["lr"] * 10}}
+    res = rerun_on_a_copy(root, changed, "changed")
+    assert "not resuming from" in res.stderr and "changed: train.lr" in res.stderr
+    recs = read_jsonl(root / "changed" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(7)) and all(r["lr"] == changed["train"]["lr"] for r in recs[1:])
+
+
+def test_more_steps_continue_a_finished_run(setup, plain):
+    root, cell = setup
+    res = rerun_on_a_copy(root, cell | {"train": cell["train"] | {"steps": 8}}, "longer")
+    assert "resuming from" in res.stderr
+    recs, ref = read_jsonl(root / "longer" / "metrics.jsonl"), read_jsonl(plain / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(9)) and recs[:7] == ref
+
+
+def test_runtime_only_knobs_do_not_count_as_a_change(setup, plain):
+    root, cell = setup
+    res = rerun_on_a_copy(root, cell, "runtime", runtime=dict(micro_batch_size=1, logprob_chunk=3, checkpoint_every=1))
+    assert "resuming from" in res.stderr and "not resuming" not in res.stderr
+    assert read_jsonl(root / "runtime" / "metrics.jsonl") == read_jsonl(plain / "metrics.jsonl")
+
+
+def test_the_rollout_engine_syncs_once_per_step_after_the_last_optimizer_step(setup, tmp_path, monkeypatch):
+    from nsr_study import rollout, train
+
+    root, cell = setup
+    events = []
+    monkeypatch.setattr(rollout.HFBackend, "sync", lambda self, model: events.append("sync"))
+    step = train.policy_update
+    monkeypatch.setattr(train, "policy_update", lambda *a, **k: events.append("update") or step(*a, **k))
+    cell = cell | {"train": cell["train"] | {"steps": 2, "val_every": 2}}
+    train.run(cell, root / "train.jsonl", root / "val.jsonl", tmp_path / "p", tmp_path / "m.jsonl", tmp_path / "w")
+    assert events == ["update", "sync"] * 2  # each update makes 2 optimizer steps (8 rollouts / minibatch 4)
 
 
 def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
@@ -117,3 +172,32 @@ def test_gpu_share_check_by_hand():
     assert "leaves 52.0 GiB" in warning and "need 46.0 GiB" in warning and "at most 0.25" in warning
     with pytest.raises(ValueError, match=r"leaves 40\.0 GiB .* lower it to at most 0\.25"):
         check_gpu_share(n, gpu, 0.5)
+
+
+def test_episodes_by_hand():
+    """Two prompts × 2 rollouts, rewards [1, 0, 0, 0]: NSR keeps the three wrong samples (−1),
+    W-REINFORCE keeps all four (+0.1, −1, −1, −1); a truncated wrong answer is counted."""
+    from nsr_study.rollout import Rollouts
+    from nsr_study.train import episodes
+
+    ro = Rollouts([[1], [1], [2], [2]], [[5, 9], [6], [7, 7, 7], [8]], ["a"] * 4, [False, False, True, False])
+    cfg = demo_config()["train"]
+    kept, stats = episodes(ro, [1.0, 0.0, 0.0, 0.0], 2, "NSR", cfg)
+    assert [(s.ids, s.advantage) for s in kept] == [([1, 6], -1.0), ([2, 7, 7, 7], -1.0), ([2, 8], -1.0)]
+    assert stats["kept_fraction"] == 0.75 and stats["reward_mean"] == 0.25 and stats["truncated_rewarded"] == 0
+    kept, stats = episodes(ro, [1.0, 0.0, 1.0, 0.0], 2, "W_REINFORCE", cfg | {"w_reinforce_lambda": 0.1})
+    assert [s.advantage for s in kept] == pytest.approx([0.1, -1, 0.1, -1])
+    assert stats["truncation_rate"] == 0.25 and stats["truncated_rewarded"] == 1
+    kept, _ = episodes(ro, [1.0, 0.0, 1.0, 0.0], 2, "NSR", cfg | {"drop_zero_advantage": []})  # override: keep
+    assert len(kept) == 4
+
+
+def test_entropy_or_kl_terms_train_even_without_advantages():
+    from nsr_study.batch import Sample
+    from nsr_study.train import has_gradient
+
+    cfg = dict(entropy_coef=0.0, kl_coef=0.0)
+    zero = [Sample([1], [2], 0.0)]
+    assert not has_gradient(zero, cfg) and not has_gradient([], cfg | dict(kl_coef=1e-3))
+    assert has_gradient(zero, cfg | dict(kl_coef=1e-3)) and has_gradient(zero, cfg | dict(entropy_coef=1e-4))
+    assert has_gradient([Sample([1], [2], -1.0)], cfg)

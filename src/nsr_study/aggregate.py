@@ -3,6 +3,11 @@
 One row per cell × seed × step (training), per model × objective × seed (final; the base model
 has objective "base" and no seed), per … × k (pass@k) and per … × level/subject (breakdown).
 Every table carries the model's size in parameters, read from its base evaluation.
+
+Every final number comes with its standard error over test problems (``*_se``), and every trained
+cell with its paired difference from its base model (``*_vs_base`` ± ``*_vs_base_se``: mean and
+standard error over problems of the per-problem difference, both models graded on the same
+problems), so a single seed already shows whether a difference is larger than its noise.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from nsr_study.data import read_jsonl
+from nsr_study.metrics import mean_se, pass_at_k
 
-FINAL_COLUMNS = ["greedy_accuracy", "response_length_mean", "truncation_rate", "greedy_truncation_rate",
+FINAL_COLUMNS = ["greedy_accuracy", "greedy_accuracy_se", "response_length_mean", "truncation_rate", "greedy_truncation_rate",
                  "token_entropy_mean", "grading_failures", "n", "temperature", "top_p", "max_new_tokens"]
 
 
@@ -42,18 +48,39 @@ def _failures(summary: dict) -> int:
     return sum(summary[g][s] for g in ("grading_greedy", "grading_sampled") for s in ("no_answer", "timeout", "error"))
 
 
-def final_tables(summaries: list[dict]) -> dict[str, pd.DataFrame]:
-    """``summaries``: the metrics.json of every evaluation (base and cells).
+def per_problem(problems: list[dict], k: int) -> dict[str, float]:
+    """{problem id: pass@k} from an evaluation's per-problem rows (pass@1 = c / n)."""
+    return {p["id"]: pass_at_k(p["n"], p["correct"], k) for p in problems}
+
+
+def paired_difference(cell: dict[str, float], base: dict[str, float]) -> tuple[float, float]:
+    """Mean and standard error over problems of cell − base, problem by problem."""
+    if cell.keys() != base.keys():
+        raise ValueError(f"cell and base were evaluated on different problems ({len(cell)} vs {len(base)})")
+    return mean_se([cell[i] - base[i] for i in base])
+
+
+def final_tables(summaries: list[dict], problems: list[list[dict]]) -> dict[str, pd.DataFrame]:
+    """``summaries``: the metrics.json of every evaluation (base and cells); ``problems``: the
+    per-problem rows of each, in the same order.
 
     Returns ``final`` (one row per evaluation), ``passk`` (… × k) and ``breakdown``
     (… × level / subject)."""
     final, passk, breakdown = [], [], []
-    for s in summaries:
+    base = {s["model"]: rows for s, rows in zip(summaries, problems) if s["objective"] == "base"}
+    for s, rows in zip(summaries, problems):
         label = {"model": s["model"], "objective": s["objective"], "seed": s.get("seed"), "parameters": s["parameters"]}
-        ks = sorted(int(k[5:]) for k in s if k.startswith("pass@"))
-        final.append(label | {c: s[c] for c in FINAL_COLUMNS if c != "grading_failures"}
-                     | {"grading_failures": _failures(s), "pass_at_max_k": s[f"pass@{ks[-1]}"], "max_k": ks[-1]})
-        passk += [label | {"k": k, "pass_at_k": s[f"pass@{k}"]} for k in ks]
+        ks = sorted(int(k[5:]) for k in s if k.startswith("pass@") and not k.endswith("_se"))
+        row = label | {c: s[c] for c in FINAL_COLUMNS if c != "grading_failures"} | {
+            "grading_failures": _failures(s), "max_k": ks[-1],
+            "pass_at_1": s["pass@1"], "pass_at_1_se": s["pass@1_se"],
+            "pass_at_max_k": s[f"pass@{ks[-1]}"], "pass_at_max_k_se": s[f"pass@{ks[-1]}_se"]}
+        if s["objective"] != "base":
+            for name, k in (("pass_at_1", 1), ("pass_at_max_k", ks[-1])):
+                row[f"{name}_vs_base"], row[f"{name}_vs_base_se"] = paired_difference(
+                    per_problem(rows, k), per_problem(base[s["model"]], k))
+        final.append(row)
+        passk += [label | {"k": k, "pass_at_k": s[f"pass@{k}"], "pass_at_k_se": s[f"pass@{k}_se"]} for k in ks]
         for kind in ("level", "subject"):
             for group, g in s[f"by_{kind}"].items():
                 breakdown.append(label | {"by": kind, "group": group, "problems": g["problems"],

@@ -27,6 +27,11 @@ def _braced(text: str, start: int) -> str | None:
     return None
 
 
+def has_box(text: str) -> bool:
+    """Whether ``text`` contains a ``\\boxed``/``\\fbox`` command at all."""
+    return _BOX.search(text) is not None
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed``/``\\fbox`` in ``text``; None when there is none.
 

@@ -18,6 +18,12 @@ class ConfigError(ValueError):
     """A config value that would make the study wrong or crash later."""
 
 
+# train/evaluate settings that change how fast a job runs, never its results: they are passed
+# to jobs outside the cell config, so changing them reruns nothing and resumes checkpoints.
+RUNTIME_ONLY = ("threads", "micro_batch_size", "generation_batch_size", "hf_compiled", "logprob_chunk",
+                "gradient_checkpointing", "checkpoint_every", "gpu_memory_utilization")
+
+
 def _field(path) -> str:
     out = ""
     for p in path:
@@ -55,12 +61,27 @@ def semantic_errors(config: dict) -> list[str]:
                for i, m in enumerate(config["models"]) if "tiny" in m and m["id"] != f"results/models/{m['name']}"]
     names = [m["name"] for m in config["models"]]
     errors += [f"models: name '{n}' is used more than once" for n in sorted({n for n in names if names.count(n) > 1})]
-    t = config["train"]
+    return errors + train_errors(config["train"])
+
+
+def train_errors(t: dict) -> list[str]:
+    """Training settings the trainer cannot honour faithfully."""
+    errors = []
     batch = t["prompts_per_step"] * t["rollouts_per_prompt"]
     if batch % t["minibatch_size"]:
         errors.append(f"train.minibatch_size: {t['minibatch_size']} does not divide the rollout batch "
                       f"prompts_per_step × rollouts_per_prompt = {batch}")
+    if t["top_p"] != 1:
+        errors.append(f"train.top_p: {t['top_p']} is not supported, only 1: the update's log-probs are those of "
+                      "softmax(logits / train.temperature), which top-p truncation of the sampler would contradict")
     return errors
+
+
+def check_cell(cell: dict) -> None:
+    """The training settings of one cell, for callers that bypass the workflow's check."""
+    errors = train_errors(cell["train"])
+    if errors:
+        raise ConfigError("invalid cell config:\n  " + "\n  ".join(errors))
 
 
 def check_config(config: dict, schema_path: str | Path, fill_defaults) -> None:
@@ -72,3 +93,16 @@ def check_config(config: dict, schema_path: str | Path, fill_defaults) -> None:
         errors = semantic_errors(config)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def load_config(paths: list[str | Path], schema_path: str | Path) -> dict:
+    """The config a rule sees: the YAML files overlaid in order (as ``--configfile`` does),
+    checked, with the schema's defaults filled in. For bench scripts and tests, so that no
+    default is restated outside the schema."""
+    from snakemake.utils import update_config, validate
+
+    config: dict = {}
+    for p in paths:
+        update_config(config, yaml.safe_load(Path(p).read_text()))
+    check_config(config, schema_path, fill_defaults=lambda c: validate(c, str(schema_path)))
+    return config

@@ -13,75 +13,50 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nsr_study.batch import Sample, autocast, collate
 from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.grading import Grader
+from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.logprobs import token_logprobs
+from nsr_study.metrics import summarize
 from nsr_study.prompts import pad_token_id, problem_prompt_ids
+from nsr_study.rollout import make_backend
 
 log = logging.getLogger("nsr_study.evaluate")
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k (Chen et al. 2021): 1 − C(n−c, k)/C(n, k), from n samples with c correct.
-
-    Computed as 1 − Π_{i=n−c+1..n} (1 − k/i), which never forms the huge binomials.
-    """
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def ks_for(n: int) -> list[int]:
-    """1, 2, 4, … up to n."""
-    return [2**i for i in range(int(math.log2(n)) + 1)] if n >= 1 else []
-
-
-def summarize(problems: list[dict], n: int) -> dict:
-    """Greedy accuracy and mean pass@k over ``problems`` (each with greedy_correct and c)."""
-    out = {"problems": len(problems), "greedy_accuracy": float(np.mean([p["greedy_correct"] for p in problems]))}
-    for k in ks_for(n):
-        out[f"pass@{k}"] = float(np.mean([pass_at_k(n, p["correct"], k) for p in problems]))
-    return out
-
-
-def greedy_entropy(model, rollouts, micro_batch_size: int, pad_id: int, device, dtype: str) -> list[float]:
-    """Mean next-token entropy over each greedy response (the policy's confidence)."""
-    from nsr_study.train import Sample, autocast, collate
-
+def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[float]:
+    """Mean next-token entropy (at T = 1) over each greedy response: the policy's confidence."""
     means = []
-    samples = [Sample(p, r, 0.0) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)]
+    samples = [Sample(p, r) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)]
     with torch.no_grad():
-        for s in range(0, len(samples), micro_batch_size):
-            b = collate(samples[s : s + micro_batch_size], pad_id, device)
-            with autocast(device, dtype):
-                _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"])
+        for s in range(0, len(samples), cfg["micro_batch_size"]):
+            b = collate(samples[s : s + cfg["micro_batch_size"]], pad_id, device)
+            with autocast(device, cfg["dtype"]):
+                _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"],
+                                        cfg["logprob_chunk"], temperature=1.0)
             mask = b["response_mask"].float()
             means += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
     return means
 
 
-def evaluate(model_path: str, test_path: str, cfg: dict, grading: dict, seed: int = 0) -> tuple[dict, list[dict]]:
+def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: dict, seed: int) -> tuple[dict, list[dict]]:
     """(summary, per-problem rows) for one model directory or hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-
-    from nsr_study.train import autocast, make_backend
+    from transformers import set_seed
 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+    tokenizer = load_tokenizer(model_path)
+    model = load_causal_lm(model_path, device).eval()
     pad_id = pad_token_id(tokenizer)
     records = read_jsonl(test_path)
-    prompts = problem_prompt_ids(tokenizer, records)
+    prompts = problem_prompt_ids(tokenizer, records, prompt)
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed)
     n = cfg["n"]
     with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):
@@ -91,7 +66,7 @@ def evaluate(model_path: str, test_path: str, cfg: dict, grading: dict, seed: in
                                    max_new_tokens=cfg["max_new_tokens"], seed=seed)
         s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=True,
                               desc=f"grading {n} samples per problem")
-    entropy = greedy_entropy(model, greedy, cfg["micro_batch_size"], pad_id, device, cfg["dtype"])
+    entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
     for i, r in enumerate(records):
         scores = s.scores[i * n : (i + 1) * n]
@@ -120,7 +95,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Evaluate one model on the test set.")
     ap.add_argument("--model", required=True, help="hub id or directory (a base model or a trained policy)")
     ap.add_argument("--test", required=True)
-    ap.add_argument("--config", required=True, help="JSON: evaluate{}, grading{}, label{} (model, objective, seed)")
+    ap.add_argument("--config", required=True, help="JSON: evaluate{}, prompt{}, grading{}, label{} (model, objective, seed)")
+    ap.add_argument("--runtime", default="{}", help="JSON: runtime-only settings (batch sizes)")
     ap.add_argument("--metrics", required=True, help="output JSON summary")
     ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
     ap.add_argument("--log", default=None)
@@ -132,8 +108,9 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = json.loads(args.config)
+    cfg["evaluate"] |= json.loads(args.runtime)
     seed = cfg["label"]["seed"] or 0  # a base model has no training seed; its sampling uses 0
-    summary, problems = evaluate(args.model, args.test, cfg["evaluate"], cfg["grading"], seed)
+    summary, problems = evaluate(args.model, args.test, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
     summary = cfg["label"] | summary
     Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")

@@ -30,7 +30,7 @@ from math_verify.errors import TimeoutException
 from pebble import ProcessPool
 from tqdm.auto import tqdm
 
-from nsr_study.answers import last_boxed
+from nsr_study.answers import has_box, last_boxed
 
 STATUSES = ("ok", "no_answer", "bad_gold", "timeout", "error")
 _CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
@@ -44,7 +44,9 @@ def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[flo
     """Score one response against a gold answer string; returns (score, status).
 
     The response's answer is its last ``\\boxed{}`` (the instruction the prompts give);
-    only when it has none does math-verify's own extraction search the whole text.
+    only when it has no box at all does math-verify's own extraction search the whole text. A
+    response whose final box is unclosed (cut off at ``max_new_tokens``) or empty has no answer:
+    searching the rest of the text would reward an answer the model never gave.
     Must run in a main thread (see module doc); use ``Grader`` anywhere else.
     """
     if threading.current_thread() is not threading.main_thread():
@@ -53,8 +55,13 @@ def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[flo
         gold_parsed = _parse("\\boxed{" + gold + "}", timeout_s)
         if not gold_parsed:
             return 0.0, "bad_gold"
-        boxed = last_boxed(response)
-        pred_text = "\\boxed{" + boxed + "}" if boxed else response
+        if has_box(response):
+            boxed = last_boxed(response)
+            if not boxed:
+                return 0.0, "no_answer"
+            pred_text = "\\boxed{" + boxed + "}"
+        else:
+            pred_text = response
         pred_parsed = _parse(pred_text, timeout_s)
         if not pred_parsed:
             return 0.0, "no_answer"

@@ -4,6 +4,10 @@ Qwen's vocabulary has 151,936 entries: logits for a (64 × 1,024)-token batch wo
 in fp32. Only the hidden states at response positions are projected, ``chunk`` rows at a
 time, in fp32 (the lm_head matmul runs outside autocast), and each chunk is recomputed in the
 backward pass (activation checkpointing) so its logits are never kept.
+
+The logits are divided by the sampling temperature first (as verl does), so ρ = π/π_old and
+the entropies are those of the distribution the rollouts were drawn from. Top-p/top-k
+truncation is not modelled: the config refuses it for training.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
-def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor):
+def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor, temperature: float):
     with torch.autocast(device_type=hidden.device.type, enabled=False):
-        logits = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float())
+        logits = F.linear(hidden.float(), weight.float(), None if bias is None else bias.float()) / temperature
         logz = torch.logsumexp(logits, dim=-1)
         logp = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
         probs = torch.exp(logits - logz[:, None])
@@ -23,12 +27,13 @@ def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: t
     return logp, entropy
 
 
-def chunked_logprobs(hidden: torch.Tensor, lm_head: torch.nn.Linear, targets: torch.Tensor,
-                     chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(target) and entropy for rows of ``hidden`` (N, H) → two (N,) fp32 tensors."""
+def chunked_logprobs(hidden: torch.Tensor, lm_head: torch.nn.Linear, targets: torch.Tensor, chunk: int,
+                     temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p_T(target) and entropy of p_T = softmax(logits / T) for rows of ``hidden`` (N, H)
+    → two (N,) fp32 tensors."""
     logps, ents = [], []
     for s in range(0, hidden.shape[0], chunk):
-        args = (hidden[s : s + chunk], lm_head.weight, lm_head.bias, targets[s : s + chunk])
+        args = (hidden[s : s + chunk], lm_head.weight, lm_head.bias, targets[s : s + chunk], temperature)
         if torch.is_grad_enabled():
             lp, ent = checkpoint(_chunk_logprobs, *args, use_reentrant=False)
         else:
@@ -41,8 +46,8 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head: torch.nn.Linear, targets: to
     return torch.cat(logps), torch.cat(ents)
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   target_mask: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor,
+                   chunk: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(logp, entropy), each (B, T) fp32: at position t, log p(input_ids[t] | input_ids[:t])
     and the entropy of that next-token distribution, where ``target_mask[t]``; 0 elsewhere.
 
@@ -51,7 +56,8 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     sel = target_mask[:, 1:].bool()
-    lp, ent = chunked_logprobs(hidden[:, :-1][sel], model.get_output_embeddings(), input_ids[:, 1:][sel], chunk)
+    lp, ent = chunked_logprobs(hidden[:, :-1][sel], model.get_output_embeddings(), input_ids[:, 1:][sel], chunk,
+                               temperature)
     logp = hidden.new_zeros(input_ids.shape, dtype=torch.float32)
     entropy = torch.zeros_like(logp)
     pad = torch.zeros_like(target_mask[:, :1], dtype=torch.bool)

@@ -17,26 +17,16 @@ and normalising W-REINFORCE cancels λ (it would become GRPO).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
-OBJECTIVES = ("GRPO", "PSR", "NSR", "W_REINFORCE")
 LOSS_AGGS = ("token-mean", "seq-mean", "constant")
 
 
-def advantages(rewards: torch.Tensor, groups: torch.Tensor, objective: str, lam: float = 0.1,
-               eps: float = 1e-6) -> torch.Tensor:
-    """One advantage per sample (broadcast to its tokens by the loss)."""
-    r = rewards.to(torch.float32)
-    if not bool(((r == 0) | (r == 1)).all()):
-        raise ValueError(f"rewards must be 0 or 1, got {sorted(set(r.tolist()))}")
-    if objective == "PSR":
-        return r.clone()
-    if objective == "NSR":
-        return r - 1.0
-    if objective == "W_REINFORCE":
-        return torch.where(r == 1, torch.full_like(r, lam), torch.full_like(r, -1.0))
-    if objective != "GRPO":
-        raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+def grpo_advantages(r: torch.Tensor, groups: torch.Tensor, lam: float, eps: float = 1e-6) -> torch.Tensor:
+    """(r − mean_g)/(std_g + ε) within each prompt's group; a group of one keeps r."""
     out = torch.empty_like(r)
     for g in torch.unique(groups):
         idx = groups == g
@@ -45,6 +35,53 @@ def advantages(rewards: torch.Tensor, groups: torch.Tensor, objective: str, lam:
         else:
             out[idx] = (r[idx] - r[idx].mean()) / (r[idx].std(unbiased=True) + eps)
     return out
+
+
+def psr_advantages(r: torch.Tensor, groups: torch.Tensor, lam: float) -> torch.Tensor:
+    """+1 for a correct sample, 0 for an incorrect one."""
+    return r.clone()
+
+
+def nsr_advantages(r: torch.Tensor, groups: torch.Tensor, lam: float) -> torch.Tensor:
+    """0 for a correct sample, −1 for an incorrect one."""
+    return r - 1.0
+
+
+def w_reinforce_advantages(r: torch.Tensor, groups: torch.Tensor, lam: float) -> torch.Tensor:
+    """+λ for a correct sample, −1 for an incorrect one."""
+    return torch.where(r == 1, torch.full_like(r, lam), torch.full_like(r, -1.0))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Everything the pipeline knows about one objective. Adding an objective is one entry in
+    ``OBJECTIVES`` plus its name in the schema's enums (tests/test_objectives.py checks they agree).
+
+    ``drop_zero_advantage`` is the paper's code's choice (PSR/NSR drop their zero-advantage
+    samples before cutting minibatches); ``train.drop_zero_advantage`` may override it."""
+
+    advantages: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # (rewards, groups, λ) → A
+    drop_zero_advantage: bool
+    label: str  # in figures and tables
+    color: str  # the same in every figure
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "GRPO": Objective(grpo_advantages, False, "GRPO", "#1f77b4"),
+    "PSR": Objective(psr_advantages, True, "PSR", "#2ca02c"),
+    "NSR": Objective(nsr_advantages, True, "NSR", "#d62728"),
+    "W_REINFORCE": Objective(w_reinforce_advantages, False, "W-REINFORCE", "#9467bd"),
+}
+
+
+def advantages(rewards: torch.Tensor, groups: torch.Tensor, objective: str, lam: float) -> torch.Tensor:
+    """One advantage per sample (broadcast to its tokens by the loss); rewards must be 0/1."""
+    r = rewards.to(torch.float32)
+    if not bool(((r == 0) | (r == 1)).all()):
+        raise ValueError(f"rewards must be 0 or 1, got {sorted(set(r.tolist()))}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
+    return OBJECTIVES[objective].advantages(r, groups, lam)
 
 
 def clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip_eps: float):
@@ -94,3 +131,29 @@ def loss_denominator(token_counts: list[int], agg: str, max_new_tokens: int) -> 
     if agg == "constant":
         return float(len(token_counts) * max_new_tokens)
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {LOSS_AGGS}")
+
+
+def policy_loss(logp: torch.Tensor, entropy: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor,
+                adv: torch.Tensor, mask: torch.Tensor, *, agg: str, denominator: float, weight: float,
+                clip_eps: float, entropy_coef: float, kl_coef: float) -> dict[str, torch.Tensor]:
+    """The loss of one micro-batch, to be summed over the micro-batches of a minibatch:
+
+        weight · [Σ clip_loss − entropy_coef · Σ entropy + kl_coef · Σ k3-KL] / denominator
+
+    where Σ aggregates response tokens as ``agg`` says (``loss_numerator``) and
+    ``denominator`` is ``loss_denominator`` of the whole minibatch, so the sum does not depend
+    on the micro-batch split. ``weight`` is the minibatch's share of a full one (kept samples /
+    minibatch_size): the paper's code lets a partial last minibatch weigh less. Returns the
+    loss and, detached, its policy-gradient part and the per-token clipped/ratio/KL tensors.
+    """
+    pg, clipped, ratio = clip_loss(logp, old_logp, adv, clip_eps)
+    pg_sum = loss_numerator(pg, mask, agg)
+    total = pg_sum
+    if entropy_coef:
+        total = total - entropy_coef * loss_numerator(entropy, mask, agg)
+    kl = low_var_kl(logp, ref_logp) if kl_coef else torch.zeros_like(logp)
+    if kl_coef:
+        total = total + kl_coef * loss_numerator(kl, mask, agg)
+    scale = weight / denominator
+    return dict(loss=total * scale, pg_loss=(pg_sum * scale).detach(), clipped=clipped, ratio=ratio.detach(),
+                kl=kl.detach())

@@ -1,15 +1,24 @@
-"""The one prompt format: the problem plus the instruction the paper's code uses, wrapped in
-the model's own chat template (applied at train/eval time, never baked into the data)."""
+"""The one prompt format: the configured system message and user turn (``prompt`` in the
+config; default = the paper's released code, GUIDE §3), rendered through the model's own chat
+template at train/eval time, never baked into the data.
+
+The system message is always passed explicitly: Qwen2.5's chat template injects its own default
+system prompt ("You are Qwen, created by Alibaba Cloud…") when a conversation has none.
+"""
 
 from __future__ import annotations
 
-INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+
+def messages(problem: str, prompt: dict) -> list[dict]:
+    """The chat of one problem: ``prompt['system']`` (None: none) and the user turn with the
+    problem in place of ``{problem}`` (``str.format`` would trip over ``\\boxed{}``)."""
+    system = [{"role": "system", "content": prompt["system"]}] if prompt["system"] is not None else []
+    return system + [{"role": "user", "content": prompt["user"].replace("{problem}", problem)}]
 
 
-def chat_prompt(tokenizer, problem: str) -> str:
-    """The text the model continues: its chat template around one user turn."""
-    messages = [{"role": "user", "content": f"{problem} {INSTRUCTION}"}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def chat_prompt(tokenizer, problem: str, prompt: dict) -> str:
+    """The text the model continues: its chat template around the system and user turns."""
+    return tokenizer.apply_chat_template(messages(problem, prompt), tokenize=False, add_generation_prompt=True)
 
 
 def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
@@ -17,9 +26,9 @@ def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
     return tokenizer(prompts, add_special_tokens=False)["input_ids"]
 
 
-def problem_prompt_ids(tokenizer, records: list[dict]) -> list[list[int]]:
+def problem_prompt_ids(tokenizer, records: list[dict], prompt: dict) -> list[list[int]]:
     """Token ids of each record's chat prompt (records carry a ``problem``)."""
-    return prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"]) for r in records])
+    return prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"], prompt) for r in records])
 
 
 def pad_token_id(tokenizer) -> int:

@@ -7,17 +7,23 @@ response was cut at ``max_new_tokens``. ``sync(model)`` makes the backend sample
 current policy weights.
 
 - ``HFBackend``: ``transformers`` ``generate`` on the policy module itself (CPU, tests, GPU
-  fallback), with the model's own sampling defaults hidden; nothing to sync.
+  fallback), with the model's own sampling defaults hidden; nothing to sync. With
+  ``compiled=True`` it decodes from a copy of the policy in the compute dtype with a static KV
+  cache and a ``torch.compile``d forward (CUDA graphs on a GPU); ``sync`` refreshes the copy.
 - ``VLLMBackend``: an in-process vLLM engine colocated on the GPU; ``sync`` loads the policy's
   weights into the engine and resets the prefix cache (stale KV of old weights otherwise).
+
+``seed`` gives every prompt of a call its own random stream (``prompt_seeds``).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -57,6 +63,13 @@ def cut_at_eos(tokens: list[int], eos: set[int]) -> tuple[list[int], bool]:
     return tokens, True
 
 
+def prompt_seeds(seed: int, count: int) -> list[int]:
+    """One independent 62-bit seed per prompt, derived from ``seed``. vLLM seeds the j-th of a
+    request's n samples with seed + j, so one seed for a whole batch would make sample j of every
+    prompt share a random stream (and the next call, with seed + 1, reuse them)."""
+    return [int(s) >> 2 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint64)]
+
+
 @contextmanager
 def plain_generation_config(model):
     """Hide the model's own generation defaults for one ``generate`` call.
@@ -77,29 +90,76 @@ def plain_generation_config(model):
         model.generation_config = saved
 
 
-class HFBackend:
-    """Sampling with ``model.generate``; the policy module is shared, so sync is a no-op."""
+def prompts_per_call(n: int, batch_size: int) -> int:
+    """Prompts per HF ``generate`` call: ``batch_size`` sequences of ``n`` samples each, at
+    least one prompt (``nsr_study.plan`` counts calls with it too)."""
+    return max(1, batch_size // n)
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+
+STATIC_CACHE_STEP = 256  # static KV cache lengths are multiples of this: few distinct shapes to compile
+
+
+def static_cache_len(prompt_width: int, max_new_tokens: int) -> int:
+    """Length of the static KV cache for one call, rounded up to a multiple of
+    ``STATIC_CACHE_STEP``. transformers keeps the longest cache a module has used, so a run
+    compiles for a handful of lengths instead of one per prompt width."""
+    need = prompt_width + max_new_tokens
+    return -(-need // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
+
+
+def compile_config(device_type: str):
+    """transformers' ``CompileConfig`` for decoding: CUDA graphs (``reduce-overhead``) on a GPU,
+    where HF ``generate`` is otherwise bound by kernel launches; plain inductor elsewhere.
+    transformers compiles only on accelerators unless ``_compile_all_devices`` is set (its
+    documented test hook), which lets the CPU tests run the same path."""
+    from transformers import CompileConfig
+
+    cfg = CompileConfig(mode="reduce-overhead" if device_type == "cuda" else "default")
+    cfg._compile_all_devices = True
+    return cfg
+
+
+class HFBackend:
+    """Sampling with ``model.generate`` on the policy module itself, so sync is a no-op.
+
+    ``compiled=True`` is the fast GPU path: a copy of the policy in ``dtype`` (autocast inside a
+    compiled graph would cast every fp32 weight again at every decoded token), decoded
+    with a static KV cache and a compiled forward. The sampling loop, logits processors and
+    random draws are transformers' own, as in the plain path: with the same weights and seed
+    both give the same tokens (tests/test_rollout.py). ``sync(model)`` copies the policy's
+    weights into the copy; the trainer calls it once per step, after its last optimizer step.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int, compiled: bool = False, dtype: str = "float32"):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.eos = eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+        self.generator, self.fast = model, {}
+        if compiled:
+            self.generator = copy.deepcopy(model).to(getattr(torch, dtype)).eval().requires_grad_(False)
+            self.fast = dict(cache_implementation="static", compile_config=compile_config(model.device.type))
 
+    @torch.no_grad()
     def sync(self, model) -> None:
         assert model is self.model, "HFBackend samples from the policy module it was given"
+        if self.generator is not model:
+            source = dict(model.named_parameters())
+            for name, p in self.generator.named_parameters():
+                p.copy_(source[name])
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seed: int | None = None) -> Rollouts:
         """``temperature == 0`` is greedy. ``seed`` reseeds torch for this call (None: the
-        global RNG stream, which the trainer seeds and checkpoints)."""
+        global RNG stream, which the trainer seeds and checkpoints). One stream serves the
+        whole call, so no two samples share random numbers."""
         if seed is not None:
             torch.manual_seed(seed)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         out = Rollouts([], [], [], [])
-        per_call = max(1, self.batch_size // n)
+        per_call = prompts_per_call(n, self.batch_size)
         for start in range(0, len(prompt_ids), per_call):
             chunk = prompt_ids[start : start + per_call]
             width = max(len(p) for p in chunk)
@@ -109,11 +169,12 @@ class HFBackend:
                 ids[i, width - len(p):] = torch.tensor(p)
                 att[i, width - len(p):] = 1
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
-            with plain_generation_config(self.model):
-                gen = self.model.generate(
+            fast = self.fast and self.fast | dict(max_cache_len=static_cache_len(width, max_new_tokens))
+            with plain_generation_config(self.generator):
+                gen = self.generator.generate(
                     input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
                     num_return_sequences=n, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
-                    top_k=None, **sampling,
+                    top_k=None, **sampling, **fast,
                 )[:, width:].tolist()
             for j, tokens in enumerate(gen):
                 resp, trunc = cut_at_eos(tokens, self.eos)
@@ -162,8 +223,9 @@ class VLLMBackend:
                  max_new_tokens: int, seed: int | None = None) -> Rollouts:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                                max_tokens=max_new_tokens, seed=seed, stop_token_ids=sorted(self.eos))
+        seeds = prompt_seeds(seed, len(prompt_ids)) if seed is not None else [None] * len(prompt_ids)
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                                 max_tokens=max_new_tokens, seed=s, stop_token_ids=sorted(self.eos)) for s in seeds]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False)
         result = Rollouts([], [], [], [])
         for p, o in zip(prompt_ids, outs):
@@ -174,3 +236,21 @@ class VLLMBackend:
                 result.truncated.append(truncated)
         result.texts = self.tokenizer.batch_decode(result.response_ids, skip_special_tokens=True)
         return result
+
+
+def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int):
+    """The configured rollout backend sampling from ``model``'s current weights."""
+    if kind == "hf":
+        return HFBackend(model, tokenizer, batch_size=cfg["generation_batch_size"], compiled=cfg["hf_compiled"],
+                         dtype=cfg["dtype"])
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError("backend 'vllm' is configured but vLLM is not installed (pip install -e '.[vllm]'); "
+                           "set train.backend / evaluate.backend to 'hf' on machines without it") from e
+    device = next(model.parameters()).device.type
+    backend = VLLMBackend(model_id, tokenizer, eos_ids(model, tokenizer), seed,
+                          max_model_len=cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
+                          dtype=cfg["dtype"], gpu_memory_utilization=cfg["gpu_memory_utilization"])
+    backend.sync(model)
+    return backend

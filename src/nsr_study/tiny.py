@@ -39,7 +39,7 @@ from transformers import (AutoTokenizer, GenerationConfig, PreTrainedTokenizerFa
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from nsr_study.grading import Grader
-from nsr_study.prompts import INSTRUCTION, problem_prompt_ids
+from nsr_study.prompts import messages, problem_prompt_ids
 from nsr_study.rollout import HFBackend
 
 log = logging.getLogger("nsr_study")
@@ -56,26 +56,29 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Size of one tiny model and its SFT (the ``tiny`` entry of a model in the config)."""
+    """Size of one tiny model and its SFT: the ``tiny`` entry of a model in the config, whose
+    defaults live in the schema (``models[].tiny``) only."""
 
-    hidden_size: int = 64
-    intermediate_size: int = 256
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    vocab_size: int = 512  # an upper bound: BPE stops when no pair is left to merge
-    sft_steps: int = 300
-    batch_size: int = 32
-    lr: float = 3.0e-3
-    warmup_frac: float = 0.1
-    weight_decay: float = 0.01
-    max_new_tokens: int = 64  # for the prior check; the demo's train.max_new_tokens
-    t1_samples: int = 4  # samples per validation problem at T=1
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    vocab_size: int  # an upper bound: BPE stops when no pair is left to merge
+    sft_steps: int
+    batch_size: int
+    lr: float
+    warmup_frac: float
+    weight_decay: float
+    max_new_tokens: int  # for the prior check; the demo's train.max_new_tokens
+    t1_samples: int  # samples per validation problem at T=1
 
 
-def corpus(records: list[dict]) -> list[str]:
-    """The texts the tokenizer sees: user turns as the prompts render them, and solutions."""
-    return [f"user\n{r['problem']} {INSTRUCTION}" for r in records] + [f"assistant\n{r['solution']}" for r in records]
+def corpus(records: list[dict], prompt: dict) -> list[str]:
+    """The texts the tokenizer sees: the prompt's turns as the chat template renders them
+    (role, newline, content), and the solutions."""
+    turns = {f"{m['role']}\n{m['content']}" for r in records for m in messages(r["problem"], prompt)}
+    return sorted(turns) + [f"assistant\n{r['solution']}" for r in records]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -110,9 +113,9 @@ def build_model(spec: TinySpec, tokenizer) -> Qwen2ForCausalLM:
     return model
 
 
-def sft_examples(tokenizer, records: list[dict]) -> list[tuple[list[int], list[int]]]:
+def sft_examples(tokenizer, records: list[dict], prompt: dict) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, target ids) per record: the chat prompt, then the solution and EOS."""
-    prompts = problem_prompt_ids(tokenizer, records)
+    prompts = problem_prompt_ids(tokenizer, records, prompt)
     targets = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
     return [(p, t + [tokenizer.eos_token_id]) for p, t in zip(prompts, targets)]
 
@@ -174,11 +177,11 @@ def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
     return losses
 
 
-def evaluate(model, tokenizer, records: list[dict], grader: Grader, temperature: float, n: int,
+def evaluate(model, tokenizer, records: list[dict], prompt: dict, grader: Grader, temperature: float, n: int,
              max_new_tokens: int, seed: int) -> dict:
     """Accuracy of ``n`` responses per problem (overall, by level), the share cut at
     ``max_new_tokens``, and the share of problems whose n responses are mixed."""
-    prompts = problem_prompt_ids(tokenizer, records)
+    prompts = problem_prompt_ids(tokenizer, records, prompt)
     backend = HFBackend(model, tokenizer, batch_size=len(prompts) * n)  # one call: tiny models, small batch memory
     out = backend.generate(prompts, n=n, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=seed)
     graded = grader.grade_many(out.texts, [r["answer"] for r in records for _ in range(n)])
@@ -197,7 +200,7 @@ def evaluate(model, tokenizer, records: list[dict], grader: Grader, temperature:
 
 
 def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[dict], outdir: str | Path,
-          seed: int = 0, grader_workers: int = 2) -> dict:
+          prompt: dict, seed: int, grader_workers: int) -> dict:
     """Tokenizer, model, SFT and prior check into ``outdir``; returns what ``prior.json`` holds.
 
     The SFT uses the tokenizer reloaded through ``AutoTokenizer`` — exactly what every later
@@ -208,12 +211,12 @@ def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[di
     outdir = Path(outdir)
     start = time.perf_counter()
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(corpus(train_records), spec.vocab_size)
+    tokenizer = build_tokenizer(corpus(train_records, prompt), spec.vocab_size)
     tokenizer.save_pretrained(outdir)
     model = build_model(spec, tokenizer)
     model.config.save_pretrained(outdir)  # so AutoTokenizer sees the Qwen2 config, as consumers will
     tokenizer = AutoTokenizer.from_pretrained(outdir)
-    examples = sft_examples(tokenizer, train_records)
+    examples = sft_examples(tokenizer, train_records, prompt)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny model %s: %d parameters, vocab %d, %d SFT examples (longest %d tokens)", asdict(spec),
              n_params, len(tokenizer), len(examples), max(len(p) + len(t) for p, t in examples))
@@ -221,8 +224,8 @@ def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[di
     model.save_pretrained(outdir)
     sft_s = time.perf_counter() - start
     with Grader(workers=grader_workers) as grader:
-        greedy = evaluate(model, tokenizer, val_records, grader, 0.0, 1, spec.max_new_tokens, seed)
-        sampled = evaluate(model, tokenizer, val_records, grader, 1.0, spec.t1_samples, spec.max_new_tokens, seed)
+        greedy = evaluate(model, tokenizer, val_records, prompt, grader, 0.0, 1, spec.max_new_tokens, seed)
+        sampled = evaluate(model, tokenizer, val_records, prompt, grader, 1.0, spec.t1_samples, spec.max_new_tokens, seed)
     prior = {"spec": asdict(spec), "seed": seed, "parameters": n_params, "vocab_size": len(tokenizer),
              "sft": {"first_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:]),
                      "seconds": sft_s},

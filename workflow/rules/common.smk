@@ -2,6 +2,9 @@
 
 import json
 import re
+import shlex
+
+from nsr_study.config import RUNTIME_ONLY
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -49,17 +52,35 @@ def model_build_input(wildcards):
     return {"model": model["id"]} if "tiny" in model else {}
 
 
+def results_settings(section: dict) -> dict:
+    """A train/evaluate section without its runtime-only knobs (nsr_study.config.RUNTIME_ONLY)."""
+    return {k: v for k, v in section.items() if k not in RUNTIME_ONLY}
+
+
+def runtime_arg(section: dict) -> str:
+    """The runtime-only knobs as a quoted JSON argument, written into the shell command (code,
+    not params: the default profile's rerun triggers leave code out, so changing a batch size
+    or the thread count reruns nothing)."""
+    knobs = json.dumps({k: v for k, v in section.items() if k in RUNTIME_ONLY}, sort_keys=True)
+    return shlex.quote(knobs).replace("{", "{{").replace("}", "}}")
+
+
 def cell_config(wildcards) -> str:
-    """Everything one training job needs besides its paths, as JSON (a change reruns the cell)."""
+    """Everything one training job's results depend on besides its paths, as JSON (a change
+    reruns the cell, and its checkpoints are not resumed)."""
     model = MODELS[wildcards.model]
-    return json.dumps({
-        "model_name": wildcards.model,
-        "model_id": model["id"],
-        "objective": wildcards.objective,
-        "seed": int(wildcards.seed),
-        "train": config["train"],
-        "grading": config["grading"],
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "model_name": wildcards.model,
+            "model_id": model["id"],
+            "objective": wildcards.objective,
+            "seed": int(wildcards.seed),
+            "prompt": config["prompt"],
+            "train": results_settings(config["train"]),
+            "grading": config["grading"],
+        },
+        sort_keys=True,
+    )
 
 
 def gpus_per_cell():
@@ -70,15 +91,24 @@ def train_targets():
     return expand(cell_path("train", "metrics.jsonl"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
 
 
+EVAL_RUNTIME = {
+    k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "hf_compiled", "logprob_chunk")
+} | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
+
+
 def eval_config(wildcards, objective, seed) -> str:
-    """Evaluation settings (device, dtype and batch sizes shared with training) and the label."""
+    """Evaluation settings (device and dtype shared with training) and the label."""
     t = config["train"]
-    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens", "micro_batch_size", "generation_batch_size")}
-    return json.dumps({
-        "evaluate": shared | config["evaluate"],
-        "grading": config["grading"],
-        "label": {"model": wildcards.model, "objective": objective, "seed": seed},
-    }, sort_keys=True)
+    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens")}
+    return json.dumps(
+        {
+            "evaluate": shared | results_settings(config["evaluate"]),
+            "prompt": config["prompt"],
+            "grading": config["grading"],
+            "label": {"model": wildcards.model, "objective": objective, "seed": seed},
+        },
+        sort_keys=True,
+    )
 
 
 def eval_targets():
@@ -92,5 +122,6 @@ TABLES = ["train_metrics", "final_metrics", "passk", "breakdown"]
 
 
 def report_targets():
-    return (expand("results/tables/{table}.csv", table=TABLES)
-            + expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]))
+    return expand("results/tables/{table}.csv", table=TABLES) + expand(
+        "results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]
+    )

@@ -5,12 +5,12 @@ rule synthetic_data:
     output:
         train="results/data/synthetic/train.jsonl",
         test="results/data/synthetic/test.jsonl",
-    params:
-        synthetic=DATA["synthetic"],
     log:
         "logs/data/synthetic_data.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        synthetic=DATA["synthetic"],
     script:
         "../scripts/synthetic_data.py"
 
@@ -22,21 +22,27 @@ rule prepare_data:
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
         test="results/data/test.jsonl",
-        strata="results/data/strata.csv",
+        strata=report(
+            "results/data/strata.csv",
+            caption="../report/strata_table.rst",
+            category="Data",
+            labels={"data": "strata table"},
+        ),
         figure=report(
             "results/data/strata.png",
             caption="../report/strata.rst",
             category="Data",
+            labels={"data": "strata figure"},
         ),
+    log:
+        "logs/data/prepare_data.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         hub=DATA["hub"] if DATA["source"] == "hub" else None,
         train_fraction=DATA["train_fraction"],
         test_fraction=DATA["test_fraction"],
         val_size=DATA["val_size"],
         seed=DATA["seed"],
-    log:
-        "logs/data/prepare_data.log",
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/prepare_data.py"

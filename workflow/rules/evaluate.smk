@@ -4,6 +4,7 @@
 EVAL_CMD = (
     "python -m nsr_study.evaluate --model {params.model} --test {input.test} --config {params.cfg:q}"
     " --metrics {output.metrics} --problems {output.problems} --threads {threads} --log {log}"
+    " --runtime " + runtime_arg(EVAL_RUNTIME)
 )
 
 
@@ -14,18 +15,18 @@ rule evaluate_base:
     output:
         metrics="results/eval/{model}/base/metrics.json",
         problems="results/eval/{model}/base/problems.jsonl",
-    params:
-        model=lambda w: MODELS[w.model]["id"],
-        cfg=lambda w: eval_config(w, "base", None),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=gpus_per_cell(),
     log:
         "logs/eval/{model}/base.log",
     benchmark:
         "benchmarks/eval/{model}/base.tsv"
     conda:
         "../../envs/train-gpu.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpus_per_cell(),
+    params:
+        model=lambda w: MODELS[w.model]["id"],
+        cfg=lambda w: eval_config(w, "base", None),
     shell:
         EVAL_CMD
 
@@ -37,17 +38,17 @@ rule evaluate_cell:
     output:
         metrics=cell_path("eval", "metrics.json"),
         problems=cell_path("eval", "problems.jsonl"),
-    params:
-        model=lambda w, input: input.policy,
-        cfg=lambda w: eval_config(w, w.objective, int(w.seed)),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=gpus_per_cell(),
     log:
         f"logs/eval/{CELL}.log",
     benchmark:
         f"benchmarks/eval/{CELL}.tsv"
     conda:
         "../../envs/train-gpu.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpus_per_cell(),
+    params:
+        model=lambda w, input: input.policy,
+        cfg=lambda w: eval_config(w, w.objective, int(w.seed)),
     shell:
         EVAL_CMD

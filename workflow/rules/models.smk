@@ -8,16 +8,17 @@ rule build_tiny_model:
         val="results/data/val.jsonl",
     output:
         directory("results/models/{model}"),
-    params:
-        spec=lambda w: MODELS[w.model]["tiny"],
-        seed=0,  # fixed artefacts like a hub revision; the study's seeds vary the RL runs only
-        grading_workers=config["grading"]["workers"],
-    threads: 1
     log:
         "logs/models/{model}.log",
     benchmark:
         "benchmarks/models/{model}.tsv"
     conda:
         "../../envs/train-gpu.yaml"
+    threads: 1
+    params:
+        spec=lambda w: MODELS[w.model]["tiny"],
+        prompt=config["prompt"],
+        seed=0,  # fixed artefacts like a hub revision; the study's seeds vary the RL runs only
+        grading_workers=config["grading"]["workers"],
     script:
         "../scripts/build_tiny_model.py"

@@ -5,21 +5,18 @@ rule aggregate:
     input:
         train=train_targets(),
         evals=eval_targets(),
+        problems=[p.replace("metrics.json", "problems.jsonl") for p in eval_targets()],
     output:
-        **{t: f"results/tables/{t}.csv" for t in TABLES if t != "final_metrics"},
-        final_metrics=report(
-            "results/tables/final_metrics.csv",
-            caption="../report/final_metrics.rst",
-            category="Tables",
-        ),
-    params:
-        train_labels=[
-            {"model": m, "objective": o, "seed": s} for m in MODELS for o in OBJECTIVES for s in SEEDS
-        ],
+        **{
+            t: report(f"results/tables/{t}.csv", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
+            for t in TABLES
+        },
     log:
         "logs/report/aggregate.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        train_labels=[{"model": m, "objective": o, "seed": s} for m in MODELS for o in OBJECTIVES for s in SEEDS],
     script:
         "../scripts/aggregate.py"
 
@@ -38,12 +35,12 @@ rule figures:
             for f in FIGURES
             for ext in ("png", "svg")
         },
-    params:
-        objectives=OBJECTIVES,
-        window=config["report"]["smoothing_window"],
     log:
         "logs/report/figures.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        objectives=OBJECTIVES,
+        window=config["report"]["smoothing_window"],
     script:
         "../scripts/figures.py"

@@ -1,6 +1,14 @@
 # Train stage: one job per (model × objective × seed) cell.
 # `shell: python -m` (not `script:`), so editing or touching code never re-plans training;
-# the cell's whole config is a param, so changing a hyper-parameter does.
+# the cell's config is a param, so changing a hyper-parameter does; runtime-only knobs
+# (threads, batch sizes) are part of the command, so changing them does not.
+
+TRAIN_CMD = (
+    "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
+    " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
+    " --tensorboard {params.tensorboard} --threads {threads} --log {log}"
+    " --runtime " + runtime_arg(config["train"])
+)
 
 
 rule train:
@@ -11,20 +19,18 @@ rule train:
     output:
         policy=directory(cell_path("train", "policy")),
         metrics=cell_path("train", "metrics.jsonl"),
-    params:
-        cell=cell_config,
-        work=f"work/{CELL}",
-        tensorboard=cell_path("tensorboard"),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=gpus_per_cell(),
     log:
         f"logs/train/{CELL}.log",
     benchmark:
         f"benchmarks/train/{CELL}.tsv"
     conda:
         "../../envs/train-gpu.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=gpus_per_cell(),
+    params:
+        cell=cell_config,
+        work=f"work/{CELL}",
+        tensorboard=cell_path("tensorboard"),
     shell:
-        "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
-        " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
-        " --tensorboard {params.tensorboard} --threads {threads} --log {log}"
+        TRAIN_CMD

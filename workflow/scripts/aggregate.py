@@ -1,6 +1,7 @@
 """Rule aggregate: tidy CSVs of all training steps and final metrics (nsr_study.aggregate)."""
 
 from nsr_study.aggregate import final_tables, load_summaries, train_table
+from nsr_study.data import read_jsonl
 from nsr_study.logs import setup_logging
 
 
@@ -10,7 +11,8 @@ def main(smk):
     sizes = {s["model"]: s["parameters"] for s in summaries if s["objective"] == "base"}
     train = train_table(list(zip(smk.params.train_labels, smk.input.train)), sizes)
     train.to_csv(smk.output.train_metrics, index=False)
-    for name, table in final_tables(summaries).items():
+    problems = [read_jsonl(p) for p in smk.input.problems]
+    for name, table in final_tables(summaries, problems).items():
         table.to_csv(smk.output["final_metrics" if name == "final" else name], index=False)
     log.info("aggregated %d training-step rows of %d cells and %d evaluations",
              len(train), len(smk.input.train), len(summaries))

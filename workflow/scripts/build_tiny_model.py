@@ -11,7 +11,7 @@ def main(smk):
     setup_logging(smk.log[0])
     torch.set_num_threads(smk.threads)
     build(smk.params.spec, read_jsonl(smk.input.train), read_jsonl(smk.input.val), smk.output[0],
-          seed=smk.params.seed, grader_workers=smk.params.grading_workers)
+          prompt=smk.params.prompt, seed=smk.params.seed, grader_workers=smk.params.grading_workers)
 
 
 if __name__ == "__main__":

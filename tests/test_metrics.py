@@ -5,7 +5,7 @@ from math import comb
 
 import pytest
 
-from nsr_study.evaluate import ks_for, pass_at_k, summarize
+from nsr_study.metrics import ks_for, pass_at_k, summarize
 
 
 def brute_force(n: int, c: int, k: int) -> float:
@@ -43,3 +43,5 @@ def test_summarize_by_hand():
     assert s["pass@1"] == pytest.approx((0 + 2 / 4) / 2)
     assert s["pass@2"] == pytest.approx((0 + (1 - 1 / 6)) / 2)
     assert s["pass@4"] == pytest.approx((0 + 1) / 2)
+    # standard errors over the two problems: sd (n − 1) / √2
+    assert s["pass@1_se"] == pytest.approx(0.25) and s["greedy_accuracy_se"] == pytest.approx(0.5)

@@ -1,0 +1,147 @@
+"""Resumable training state in a cell's work directory, outside the rule's outputs (which
+Snakemake deletes before a rerun).
+
+A checkpoint is ``checkpoint-<step>/``: the policy (safetensors), ``trainer_state.pt``
+(optimizer, RNG states, step, data cursor) and ``manifest.json``, written last, holding every
+file's size and xxh3 hash and the cell config it was trained with. It is written in a temporary
+folder and renamed into place, and older checkpoints are deleted only after that, so a kill or
+a failed write at any moment leaves the previous checkpoint intact.
+
+A checkpoint is trusted only when its files match the manifest and its config matches the
+run's, up to ``train.steps`` (a larger ``steps`` continues a run). Runtime-only knobs
+(``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison.
+Anything else starts the run afresh, and the log says which checkpoint was rejected and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import xxhash
+
+from nsr_study.config import RUNTIME_ONLY
+
+log = logging.getLogger("nsr_study.checkpoint")
+MANIFEST = "manifest.json"
+
+
+def fingerprint(cell: dict) -> dict:
+    """What must match for a checkpoint to be resumed: the cell config without ``train.steps``
+    and the runtime-only knobs."""
+    skip = {"steps", *RUNTIME_ONLY}
+    return cell | {"train": {k: v for k, v in cell["train"].items() if k not in skip}}
+
+
+def _digest(path: Path) -> str:
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> dict:
+    return {p.name: {"bytes": p.stat().st_size, "xxh3": _digest(p)}
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+
+def rng_state() -> dict:
+    state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Path:
+    """Write ``checkpoint-<step>`` completely (manifest last), rename it into place, then delete
+    older checkpoints. A failed write removes its partial folder and raises, naming the
+    checkpoint that stays valid."""
+    target, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        torch.save(dict(optimizer=optimizer.state_dict(), rng=rng_state(), step=step, cursor=cursor),
+                   tmp / "trainer_state.pt")
+        manifest = dict(step=step, cursor=cursor, config=fingerprint(cell), files=_files(tmp))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    except Exception as e:  # OSError, or safetensors' own error type for a full disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = [p.name for p in checkpoints(work)]
+        raise RuntimeError(f"writing checkpoint {target} failed ({e}); "
+                           f"{'the previous checkpoint ' + kept[0] + ' is intact' if kept else 'no earlier checkpoint exists'}") from e
+    for old in checkpoints(work):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def checkpoints(work: Path) -> list[Path]:
+    """Checkpoint folders, newest step first."""
+    found = [p for p in work.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}``."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def rejection(ckpt: Path, cell: dict) -> str | None:
+    """Why ``ckpt`` cannot be resumed for ``cell`` (None: it can)."""
+    try:
+        manifest = json.loads((ckpt / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        return f"unreadable {MANIFEST} ({e})"
+    for name, want in manifest["files"].items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != want["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {want['bytes']}"
+        if _digest(path) != want["xxh3"]:
+            return f"{name} does not match its hash in the manifest (corrupt)"
+    old, new = _flat(manifest["config"]), _flat(fingerprint(cell))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        return f"it was trained with another config (changed: {', '.join(changed)})"
+    if manifest["step"] > cell["train"]["steps"]:
+        return f"its step {manifest['step']} is past train.steps = {cell['train']['steps']}"
+    return None
+
+
+def resumable(work: Path, cell: dict) -> Path | None:
+    """The newest checkpoint that can be resumed, logging every newer one rejected and why."""
+    for ckpt in checkpoints(work):
+        why = rejection(ckpt, cell)
+        if why is None:
+            return ckpt
+        log.warning("not resuming from %s: %s", ckpt, why)
+    return None
+
+
+def load_state(ckpt: Path, optimizer) -> tuple[int, int]:
+    """Restore the optimizer and RNG states of a verified checkpoint; returns (step, cursor).
+    ``trainer_state.pt`` is a pickle written by ``save`` and checked against the manifest."""
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return state["step"], state["cursor"]

@@ -1,0 +1,343 @@
+"""The study's GPU cost before it starts: expected GPU-hours per rule and in total.
+
+    python -m nsr_study.plan --configfile config/config.yaml [--configfile overlay.yaml]
+                             [--card H100-80GB] [--backend hf|vllm]
+
+Config files are merged in order as Snakemake merges ``--configfile`` overlays, checked and
+completed with the schema's defaults as the Snakefile does, and the whole grid is costed
+(``train`` per cell, ``evaluate_base`` per model, ``evaluate_cell`` per cell), whether or not
+outputs exist. Rates come from ``throughput.yaml`` beside this module: raw seconds measured
+by the bench scripts on a named card and backend. A (card, backend, model) without a
+measurement is reported as unmeasured and left out of the total, which then says so.
+
+The model is an upper bound of the configured work at the measured speeds:
+- every ``generate`` call runs ``max_new_tokens`` decoding steps (a batch stops only when its
+  longest sample stops), each as long as a step of the measured call: HF ``generate`` is
+  bound by kernel launches, so its step time is taken as independent of the batch (measured
+  at one batch size; the output names the batch sizes this assumption covers);
+- every sample is kept for the update and every response has ``max_new_tokens`` tokens;
+  log-prob and update time scale with prompt + response tokens (prompts as long as the
+  measurement's);
+- grading runs at the lower end of bench/grading.py's rate while the job holds the GPU;
+- model loading, CUDA warm-up (~30 s per job) and checkpoints are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from nsr_study.config import ConfigError, load_config
+from nsr_study.rollout import prompts_per_call
+
+THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
+
+# Source rows of the hub test splits we know (the schema's default hub id); other hub ids
+# need --test-problems.
+HUB_TEST_ROWS = {"DigitalLearningGmbH/MATH-lighteval": 5000}
+
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+_COUNT = {"type": "integer", "minimum": 1}
+THROUGHPUT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["grading", "generation"],
+    "properties": {
+        "grading": {
+            "type": "object", "additionalProperties": False, "required": ["answers_per_s_per_worker", "source"],
+            "properties": {"answers_per_s_per_worker": _POSITIVE, "source": {"type": "string", "minLength": 1}},
+        },
+        "generation": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["card", "backend", "models", "software", "source", "batch", "prompt_tokens", "new_tokens",
+                         "seconds"],
+            "properties": {
+                "card": {"type": "string", "minLength": 1},
+                "backend": {"enum": ["hf", "vllm"]},
+                "shape": {"type": "string"},
+                "models": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "software": {"type": "string", "minLength": 1},
+                "source": {"type": "string", "minLength": 1},
+                "batch": _COUNT, "prompt_tokens": _COUNT, "new_tokens": _COUNT,
+                "seconds": {"type": "object", "additionalProperties": False,
+                            "required": ["rollout", "logprob", "update"],
+                            "properties": {"rollout": _POSITIVE, "logprob": _POSITIVE, "update": _POSITIVE}},
+            },
+        }},
+    },
+}
+
+
+class PlanError(ValueError):
+    """A throughput file or request the plan cannot use."""
+
+
+# ---------------------------------------------------------------- rates
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Speeds of one model on one card and backend, derived from one measured training step."""
+
+    decode_step_s: float  # seconds per decoding step of a generate call
+    decode_batch: int  # sequences per call in the measurement
+    forward_s_per_token: float  # π_old log-probs (no gradient), per prompt + response token
+    update_s_per_token: float  # forward + backward + optimizer steps, per prompt + response token
+    prompt_tokens: int  # prompt length of the measurement, assumed for the study's prompts
+    source: str
+
+
+def rates_from(entry: dict) -> Rates:
+    """Rates from one ``generation`` entry of the throughput file: the rollout's seconds per
+    decoding step, and the log-prob and update seconds per token of the step's sequences."""
+    s = entry["seconds"]
+    tokens = entry["batch"] * (entry["prompt_tokens"] + entry["new_tokens"])
+    return Rates(decode_step_s=s["rollout"] / entry["new_tokens"], decode_batch=entry["batch"],
+                 forward_s_per_token=s["logprob"] / tokens, update_s_per_token=s["update"] / tokens,
+                 prompt_tokens=entry["prompt_tokens"],
+                 source=f"{entry['card']}, {entry['backend']}, {entry['software']}: {entry['source']}")
+
+
+def _line(node, path) -> int:
+    """1-based line of the YAML node at ``path`` (or of its deepest existing ancestor)."""
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), node)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+    return node.start_mark.line + 1
+
+
+def load_throughput(path) -> dict:
+    """The throughput file, checked: every problem is reported at once with its line and field."""
+    text = Path(path).read_text()
+    try:
+        data, root = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise PlanError(f"{path}: not valid YAML: {e}") from e
+    errors = [f"{path}:{_line(root, e.absolute_path)}: {e.json_path.removeprefix('$.')}: {e.message}"
+              for e in jsonschema.Draft202012Validator(THROUGHPUT_SCHEMA).iter_errors(data)]
+    if not errors:
+        seen = {}
+        for i, entry in enumerate(data["generation"]):
+            for model in entry["models"]:
+                key = (entry["card"], entry["backend"], model)
+                if key in seen:
+                    errors.append(f"{path}:{_line(root, ['generation', i])}: generation[{i}]: {key} is measured "
+                                  f"in generation[{seen[key]}] already")
+                seen[key] = i
+    if errors:
+        raise PlanError("invalid throughput file:\n  " + "\n  ".join(errors))
+    return data
+
+
+def find_rates(throughput: dict, card: str, backend: str, model_id: str) -> Rates | None:
+    for entry in throughput["generation"]:
+        if entry["card"] == card and entry["backend"] == backend and model_id in entry["models"]:
+            return rates_from(entry)
+    return None
+
+
+# ---------------------------------------------------------------- the cost model (pure)
+
+
+def generate_calls(prompts: int, n: int, batch_size: int) -> list[int]:
+    """Sequences in each HF ``generate`` call for ``prompts`` prompts × ``n`` samples (the
+    HFBackend's chunking)."""
+    per_call = prompts_per_call(n, batch_size)
+    return [min(per_call, prompts - start) * n for start in range(0, prompts, per_call)]
+
+
+def generate_seconds(prompts: int, n: int, batch_size: int, new_tokens: int, rates: Rates) -> float:
+    """Every call runs ``new_tokens`` decoding steps of the measured length."""
+    return len(generate_calls(prompts, n, batch_size)) * new_tokens * rates.decode_step_s
+
+
+def grading_seconds(answers: int, workers: int, answers_per_s_per_worker: float) -> float:
+    return answers / (workers * answers_per_s_per_worker)
+
+
+def validation_count(steps: int, every: int) -> int:
+    """Validations in one training run: step 0, every ``every`` steps, and the last step."""
+    return 1 + steps // every + (1 if steps % every else 0)
+
+
+def train_seconds(t: dict, val_size: int, workers: int, grade_rate: float, rates: Rates) -> dict[str, float]:
+    """Seconds of one training job by phase. ``t`` is the config's ``train`` section."""
+    n, prompts, new = t["rollouts_per_prompt"], t["prompts_per_step"], t["max_new_tokens"]
+    sequences = prompts * n
+    tokens = sequences * (rates.prompt_tokens + new)
+    gbs = t["generation_batch_size"]
+    steps = t["steps"]
+    val = generate_seconds(val_size, 1, gbs, new, rates) + grading_seconds(val_size, workers, grade_rate)
+    k = t["val_samples"]  # the sampled validation pass rate
+    val += generate_seconds(val_size, k, gbs, new, rates) + grading_seconds(val_size * k, workers, grade_rate)
+    return {
+        "rollout": steps * generate_seconds(prompts, n, gbs, new, rates),
+        "grading": steps * grading_seconds(sequences, workers, grade_rate),
+        "logprob": steps * tokens * rates.forward_s_per_token * (2 if t["kl_coef"] else 1),  # + reference model
+        "update": steps * tokens * rates.update_s_per_token,
+        "validation": validation_count(steps, t["val_every"]) * val,
+    }
+
+
+def evaluate_seconds(e: dict, problems: int, generation_batch_size: int, workers: int, grade_rate: float,
+                     rates: Rates) -> dict[str, float]:
+    """Seconds of one evaluation by phase: greedy answers, ``n`` samples per problem, the
+    greedy responses' entropies (one forward), grading. ``e`` is the ``evaluate`` section."""
+    new, n = e["max_new_tokens"], e["n"]
+    return {
+        "greedy": generate_seconds(problems, 1, generation_batch_size, new, rates),
+        "sampled": generate_seconds(problems, n, generation_batch_size, new, rates),
+        "entropy": problems * (rates.prompt_tokens + new) * rates.forward_s_per_token,
+        "grading": grading_seconds(problems * (1 + n), workers, grade_rate),
+    }
+
+
+@dataclass
+class Row:
+    """One rule for one model: ``jobs`` jobs, each taking ``phases`` (seconds by phase), or
+    unmeasured (``phases`` None, ``missing`` says what is missing)."""
+
+    rule: str
+    model: str
+    jobs: int
+    phases: dict[str, float] | None
+    missing: str = ""
+
+    @property
+    def job_hours(self) -> float | None:
+        return None if self.phases is None else sum(self.phases.values()) / 3600
+
+    @property
+    def hours(self) -> float | None:
+        return None if self.phases is None else self.jobs * self.job_hours
+
+
+def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
+    """One Row per (rule, model) of the configured grid; ``backend`` overrides the config's
+    train and evaluate backends."""
+    t, e, workers = config["train"], config["evaluate"], config["grading"]["workers"]
+    grade_rate = throughput["grading"]["answers_per_s_per_worker"]
+    cells = len(config["objectives"]) * len(config["seeds"])
+    rows = []
+    for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", 1, e["backend"]),
+                             ("evaluate_cell", cells, e["backend"])):
+        kind = backend or kind
+        for m in config["models"]:
+            rates = find_rates(throughput, card, kind, m["id"])
+            if rates is None:
+                rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}"))
+            elif rule == "train":
+                rows.append(Row(rule, m["name"], jobs, train_seconds(t, config["data"]["val_size"], workers,
+                                                                     grade_rate, rates)))
+            else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
+                rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
+                                                                        workers, grade_rate, rates)))
+    return rows
+
+
+# ---------------------------------------------------------------- the configured study
+
+
+def count_test_problems(data: dict) -> int:
+    """Test problems the data stage samples: ``test_fraction`` of the source's test rows
+    (largest-remainder allocation keeps the total, rows without a gold are few)."""
+    if data["source"] == "synthetic":
+        rows = data["synthetic"]["n_test"]
+    elif data["source"] == "local":
+        import pandas as pd
+
+        path = Path(data["local"]["test"])
+        rows = len(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl"))
+    elif data["hub"]["id"] in HUB_TEST_ROWS:
+        rows = HUB_TEST_ROWS[data["hub"]["id"]]
+    else:
+        raise PlanError(f"data.hub.id: the test split size of {data['hub']['id']} is unknown here; pass --test-problems")
+    return round(rows * data["test_fraction"])
+
+
+def report(rows: list[Row], config: dict, problems: int, card: str, backend: str | None, throughput: dict,
+           configfiles: list[str]) -> str:
+    """The printed plan: one line per rule and model, subtotals per rule, total, assumptions."""
+    t, e = config["train"], config["evaluate"]
+    backends = backend or f"train {t['backend']}, evaluate {e['backend']}"
+    cells = len(config["objectives"]) * len(config["seeds"])
+    out = [f"GPU cost of {' + '.join(configfiles)} on one {card} ({backends}; upper bound, see --help)",
+           f"grid: {len(config['models'])} models × {len(config['objectives'])} objectives × {len(config['seeds'])} "
+           f"seeds = {len(config['models']) * cells} cells; {t['steps']} steps of {t['prompts_per_step']} × "
+           f"{t['rollouts_per_prompt']} rollouts; test ≈ {problems} problems × (greedy + {e['n']} samples) of ≤ "
+           f"{e['max_new_tokens']} tokens", "",
+           f"{'rule':14s} {'model':16s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
+    for r in rows:
+        if r.phases is None:
+            out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {'unmeasured':>10s} {'-':>9s}  {r.missing}")
+            continue
+        total = sum(r.phases.values())
+        top = sorted(r.phases.items(), key=lambda kv: -kv[1])[:3]
+        out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {r.job_hours:10.2f} {r.hours:9.1f}  "
+                   + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
+    out.append("")
+    for rule in dict.fromkeys(r.rule for r in rows):
+        mine = [r for r in rows if r.rule == rule]
+        measured = [r.hours for r in mine if r.hours is not None]
+        gap = len(mine) - len(measured)
+        out.append(f"{rule:14s} {sum(r.jobs for r in mine):4d} jobs "
+                   + (f"{sum(measured):9.1f} GPU-h" if measured else f"{'unmeasured':>15s}")
+                   + (f"  (+ {gap} unmeasured model{'s' * (gap > 1)})" if gap and measured else ""))
+    hours = sum(r.hours for r in rows if r.hours is not None)
+    gaps = [r for r in rows if r.hours is None]
+    if len(gaps) == len(rows):
+        out.append(f"{'total':14s} {sum(r.jobs for r in rows):4d} jobs {'unmeasured':>15s}")
+    else:
+        out.append(f"{'total':14s} {sum(r.jobs for r in rows):4d} jobs {hours:9.1f} GPU-h = {hours / 24:.1f} days on one "
+                   "GPU" + (f"; INCOMPLETE: {sum(r.jobs for r in gaps)} jobs unmeasured" if gaps else ""))
+    batches = sorted({b for prompts, n in ((t["prompts_per_step"], t["rollouts_per_prompt"]),
+                                           (config["data"]["val_size"], 1), (problems, 1), (problems, e["n"]))
+                      for b in generate_calls(prompts, n, t["generation_batch_size"])})
+    measured = sorted({entry["batch"] for entry in throughput["generation"] if entry["card"] == card})
+    out += ["", f"Decoding steps measured at batch {', '.join(map(str, measured)) or '-'}; the plan's generate calls "
+                f"have {', '.join(map(str, batches))} sequences (step time taken as batch-independent).",
+            "Sources:"]
+    out += [f"  {s}" for s in dict.fromkeys(
+        [rates_from(entry).source for entry in throughput["generation"] if entry["card"] == card]
+        + [f"grading: {throughput['grading']['source']}"])]
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configfile", action="append", required=True,
+                    help="config file; repeat to overlay (e.g. config/config.yaml then an overlay)")
+    ap.add_argument("--card", default=None, help="card of the measurements to use (default: the only one measured)")
+    ap.add_argument("--backend", choices=["hf", "vllm"], default=None,
+                    help="cost every rule with this backend (default: train.backend / evaluate.backend)")
+    ap.add_argument("--test-problems", type=int, default=None, help="test problems (default: from the data config)")
+    ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml", help="config schema (run from the repo root)")
+    ap.add_argument("--throughput", default=str(THROUGHPUT), help="measured throughputs (default: the package's)")
+    args = ap.parse_args(argv)
+    for f in (*args.configfile, args.schema, args.throughput):
+        if not Path(f).is_file():
+            ap.error(f"{f}: file not found (run from the repository root, or pass its path)")
+    try:
+        throughput = load_throughput(args.throughput)
+        cards = sorted({entry["card"] for entry in throughput["generation"]})
+        card = args.card or (cards[0] if len(cards) == 1 else None)
+        if card not in cards:
+            ap.error(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
+        config = load_config(args.configfile, args.schema)
+        problems = args.test_problems or count_test_problems(config["data"])
+    except (ConfigError, PlanError) as e:
+        sys.exit(str(e))
+    rows = study_rows(config, problems, throughput, card, args.backend)
+    print(report(rows, config, problems, card, args.backend, throughput, args.configfile))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The study's cost model (nsr_study.plan) against values computed by hand, and its command."""
+
+import pytest
+import yaml
+
+from conftest import REPO
+from nsr_study.plan import THROUGHPUT as STORED
+from nsr_study.config import load_config
+from nsr_study.plan import (PlanError, Rates, count_test_problems, evaluate_seconds, generate_calls,
+                            load_throughput, main, rates_from, study_rows, train_seconds, validation_count)
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+def entry(model: str, scale: float) -> dict:
+    """A measurement: batch 8, prompts of 2 and 10 new tokens (96 tokens), so the rates are
+    0.1 s per decoding step, 0.01 s per token of log-probs, 0.1 s per token of update (× scale)."""
+    return dict(card="X", backend="hf", models=[f"org/{model}"], software="s", source=f"bench {model}", batch=8,
+                prompt_tokens=2, new_tokens=10, seconds=dict(rollout=1.0 * scale, logprob=0.96 * scale, update=9.6 * scale))
+
+
+THROUGHPUT = {"grading": {"answers_per_s_per_worker": 8, "source": "g"}, "generation": [entry("a", 1), entry("b", 2)]}
+
+
+def test_rates_from_a_measurement_by_hand():
+    r = rates_from(dict(entry("a", 1), seconds=dict(rollout=10.0, logprob=0.6, update=2.2), batch=64,
+                        prompt_tokens=200, new_tokens=512))
+    assert r.decode_step_s == 10.0 / 512 and r.decode_batch == 64 and r.prompt_tokens == 200
+    assert r.forward_s_per_token == pytest.approx(0.6 / (64 * 712))
+    assert r.update_s_per_token == pytest.approx(2.2 / (64 * 712))
+
+
+def test_generate_calls_follow_the_hf_backend_chunking():
+    assert generate_calls(32, 2, 256) == [64]
+    assert generate_calls(1250, 1, 256) == [256] * 4 + [226]
+    assert generate_calls(3, 256, 256) == [256] * 3
+    assert generate_calls(3, 512, 256) == [512] * 3  # at least one prompt per call
+    assert generate_calls(5, 2, 4) == [4, 4, 2]
+
+
+def test_validation_count_by_hand():
+    assert validation_count(80, 10) == 9  # steps 0, 10, …, 80
+    assert validation_count(7, 5) == 3  # 0, 5 and the last, 7
+    assert validation_count(1, 1) == 2
+
+
+RATES = Rates(decode_step_s=0.01, decode_batch=8, forward_s_per_token=1e-4, update_s_per_token=1e-3,
+              prompt_tokens=10, source="hand")
+TRAIN = dict(steps=4, prompts_per_step=8, rollouts_per_prompt=2, max_new_tokens=20, generation_batch_size=8,
+             kl_coef=0.0, val_every=2, val_samples=4)
+
+
+def test_train_seconds_by_hand():
+    """Per step: 8 prompts × 2 at 4 prompts per call = 2 calls × 20 steps × 0.01 s = 0.4 s;
+    16 answers at 2 workers × 8/s = 1 s; 16 × (10 + 20) = 480 tokens → 0.048 s log-probs and
+    0.48 s update. Validation (steps 0, 2, 4): greedy, 5 prompts in 1 call = 0.2 s + 5/16 s
+    grading; sampled, 5 prompts × 4 samples at 2 prompts per call = 3 calls (0.6 s) + 20/16 s."""
+    s = train_seconds(TRAIN, val_size=5, workers=2, grade_rate=8, rates=RATES)
+    expected = dict(rollout=1.6, grading=4.0, logprob=0.192, update=1.92, validation=3 * (0.2 + 5 / 16 + 0.6 + 20 / 16))
+    assert s == pytest.approx(expected)
+    assert train_seconds(TRAIN | dict(kl_coef=0.1), 5, 2, 8, RATES)["logprob"] == pytest.approx(0.384)  # + reference
+
+
+def test_evaluate_seconds_by_hand():
+    """6 problems: greedy in 1 call (0.2 s); 4 samples each at 2 problems per call = 3 calls
+    (0.6 s); entropies 6 × (10 + 20) × 1e-4 = 0.018 s; 6 × 5 answers at 8/s = 3.75 s."""
+    s = evaluate_seconds(dict(n=4, max_new_tokens=20), problems=6, generation_batch_size=8, workers=1, grade_rate=8,
+                         rates=RATES)
+    assert s == pytest.approx(dict(greedy=0.2, sampled=0.6, entropy=0.018, grading=3.75))
+
+
+def grid(**train):
+    return {"models": [{"name": "a", "id": "org/a"}, {"name": "b", "id": "org/b"}], "objectives": ["NSR"], "seeds": [0],
+            "data": {"val_size": 4}, "grading": {"workers": 1},
+            "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
+                          kl_coef=0.0, val_every=2, val_samples=1, backend="hf") | train,
+            "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf"}}
+
+
+def test_two_model_grid_by_hand():
+    """2 models × 1 objective × 1 seed, 6 test problems; model b is twice as slow as a.
+    train a per step: 1 call × 10 × 0.1 s = 1 s rollout, 8 answers / 8 per s = 1 s, 8 × 12
+    tokens → 0.96 s log-probs and 9.6 s update: 12.56 s × 2 steps, plus validation at steps 0
+    and 2, each greedy and one sample per problem, (1 s + 0.5 s grading) × 2: 31.12 s.
+    b: (2 + 1 + 1.92 + 19.2) × 2 + (2 + 0.5) × 2 × 2 = 58.24 s. Evaluation a: greedy 1 s, 4 samples at 2 problems per call 3 s, entropies
+    6 × 12 × 0.01 = 0.72 s, 30 answers 3.75 s = 8.47 s; b: 2 + 6 + 1.44 + 3.75 = 13.19 s."""
+    rows = study_rows(grid(), problems=6, throughput=THROUGHPUT, card="X")
+    seconds = {(r.rule, r.model): r.hours * 3600 for r in rows}
+    assert seconds == pytest.approx({("train", "a"): 31.12, ("train", "b"): 58.24, ("evaluate_base", "a"): 8.47,
+                                     ("evaluate_base", "b"): 13.19, ("evaluate_cell", "a"): 8.47,
+                                     ("evaluate_cell", "b"): 13.19})
+    assert sum(seconds.values()) == pytest.approx(132.68)
+    three_seeds = study_rows(grid() | {"seeds": [0, 1, 2]}, 6, THROUGHPUT, "X")
+    assert [r.jobs for r in three_seeds] == [3, 3, 1, 1, 3, 3]
+
+
+def test_unmeasured_backend_card_or_model_is_never_costed():
+    for rows in (study_rows(grid(), 6, THROUGHPUT, "X", backend="vllm"), study_rows(grid(), 6, THROUGHPUT, "Y")):
+        assert all(r.hours is None and "no " in r.missing for r in rows)
+    rows = study_rows(grid() | {"models": [{"name": "c", "id": "org/c"}]}, 6, THROUGHPUT, "X")
+    assert [r.missing for r in rows][0] == "no hf measurement of org/c on X"
+
+
+def test_throughput_file_errors_name_line_and_field(tmp_path):
+    bad = yaml.safe_load(yaml.safe_dump(THROUGHPUT))
+    bad["generation"][1]["seconds"]["update"] = -1
+    del bad["generation"][0]["source"]
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    with pytest.raises(PlanError) as err:
+        load_throughput(path)
+    lines = str(err.value).splitlines()[1:]
+    text = path.read_text().splitlines()
+    assert len(lines) == 2
+    missing = next(ln for ln in lines if "'source' is a required property" in ln)
+    negative = next(ln for ln in lines if "generation[1].seconds.update: -1 is less than" in ln)
+    assert missing.split(":")[2].strip() == "generation[0]" and text[int(missing.split(":")[1]) - 1].startswith("- ")
+    assert text[int(negative.split(":")[1]) - 1].strip() == "update: -1"
+    dup = yaml.safe_load(yaml.safe_dump(THROUGHPUT))
+    dup["generation"][1]["models"] = ["org/a"]
+    path.write_text(yaml.safe_dump(dup, sort_keys=False))
+    with pytest.raises(PlanError, match=r"generation\[1\]: \('X', 'hf', 'org/a'\) is measured in generation\[0\]"):
+        load_throughput(path)
+
+
+def test_the_stored_measurements_load():
+    data = load_throughput(STORED)
+    assert {e["card"] for e in data["generation"]} == {"H100-80GB"}
+
+
+def test_test_problems_from_the_data_config(tmp_path):
+    assert count_test_problems({"source": "synthetic", "synthetic": {"n_test": 500}, "test_fraction": 0.2}) == 100
+    assert count_test_problems({"source": "hub", "hub": {"id": "DigitalLearningGmbH/MATH-lighteval"},
+                                "test_fraction": 0.25}) == 1250
+    (tmp_path / "t.jsonl").write_text('{"problem": "p"}\n' * 10)
+    assert count_test_problems({"source": "local", "local": {"test": str(tmp_path / "t.jsonl")}, "test_fraction": 0.5}) == 5
+    with pytest.raises(PlanError, match="data.hub.id: the test split size of org/other is unknown"):
+        count_test_problems({"source": "hub", "hub": {"id": "org/other"}, "test_fraction": 0.25})
+
+
+def test_config_files_overlay_as_in_snakemake():
+    config = load_config([REPO / "config/config.yaml", REPO / "config/demo.yaml"], SCHEMA)
+    assert [m["name"] for m in config["models"]] == ["tiny-s", "tiny-m", "tiny-l"]
+    assert config["train"]["backend"] == "hf" and config["data"]["source"] == "synthetic"
+    assert "generation_batch_size" in config["train"]  # schema defaults filled in
+
+
+def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    overlay = tmp_path / "grid.yaml"
+    overlay.write_text(yaml.safe_dump({"models": [{"name": "q05", "id": "Qwen/Qwen2.5-0.5B-Instruct"},
+                                                  {"name": "other", "id": "org/unmeasured"}], "seeds": [0]}))
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf"])
+    out = capsys.readouterr().out
+    config = load_config([REPO / "config/config.yaml", overlay], SCHEMA)
+    rows = study_rows(config, count_test_problems(config["data"]), load_throughput(STORED),
+                      "H100-80GB", "hf")
+    total = sum(r.hours for r in rows if r.hours is not None)
+    assert total > 0 and f"total {sum(r.jobs for r in rows)} jobs {total:.1f} GPU-h" in " ".join(out.split())
+    for rule in ("train", "evaluate_base", "evaluate_cell"):
+        assert f"\n{rule} " in out
+    assert "INCOMPLETE" in out and "no hf measurement of org/unmeasured on H100-80GB" in out
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay)])  # the config's backends: vLLM
+    assert "no vllm measurement of Qwen/Qwen2.5-0.5B-Instruct" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--configfile", "config/config.yaml", "--card", "B200"])
+    assert "B200 has no measurement" in capsys.readouterr().err

@@ -1,0 +1,227 @@
+"""SLURM: how the profiles are read (always), and the micro demo on a real single-node
+cluster started by ops/slurm-local/up.sh (opt-in: NSR_TEST_SLURM=1, root, ~10 min on 2 cores).
+
+Profile facts are checked through Snakemake's own command-line parser, so a Snakemake that
+reads profiles differently fails here rather than on a user's cluster."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import MICRO_CONFIG, REPO
+
+pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
+from snakemake.cli import parse_args  # noqa: E402  (after the skip: parsing `executor: slurm` needs the plugin)
+
+LOCAL = ["--profile", "profiles/slurm", "--workflow-profile", "ops/slurm-local"]
+GPU_RULES = ("train", "evaluate_base", "evaluate_cell")
+
+
+def parsed(argv, monkeypatch):
+    """The arguments Snakemake would run with, for `snakemake <argv>` typed in the repository."""
+    monkeypatch.chdir(REPO)
+    return parse_args([str(a) for a in argv])[1]
+
+
+def readme_slurm_commands() -> list[list[str]]:
+    """Every `snakemake … profiles/slurm …` command line of the README."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    return [ln.split("#")[0].split()[1:] for ln in lines if re.match(r"\s*snakemake .*profiles/slurm", ln)]
+
+
+def test_readme_runs_slurm_without_the_default_profiles_gpu_cap(monkeypatch):
+    commands = readme_slurm_commands()
+    assert commands, "README.md shows no `snakemake … profiles/slurm` command"
+    for argv in commands:
+        args = parsed(argv, monkeypatch)
+        assert args.executor == "slurm", argv
+        assert "gpu" not in args.resources, f"{argv}: GPU jobs capped at {args.resources['gpu']} at a time"
+
+
+def test_profile_flag_alone_would_serialise_gpu_jobs(monkeypatch):
+    """Why the README says --workflow-profile: profiles/default is loaded beside --profile, and wins."""
+    args = parsed(["--profile", "profiles/slurm"], monkeypatch)
+    assert args.executor == "slurm" and args.resources["gpu"].value == 1
+
+
+def test_slurm_profile_keeps_the_default_profiles_rerun_rules():
+    default = yaml.safe_load((REPO / "profiles/default/profile.yaml").read_text())
+    slurm = yaml.safe_load((REPO / "profiles/slurm/profile.yaml").read_text())
+    assert {k: slurm.get(k) for k in default if k != "resources"} == {k: v for k, v in default.items() if k != "resources"}
+    assert slurm["retries"] >= 1 and slurm["latency-wait"] >= 30
+
+
+def test_local_overlay_maps_gpu_rules_to_one_gpu_slot_each(monkeypatch):
+    args = parsed(LOCAL, monkeypatch)
+    assert args.executor == "slurm" and "gpu" not in args.resources
+    for rule in GPU_RULES:
+        res = args.set_resources[rule]
+        assert res["gpu"].value == 1 and args.set_threads[rule].value == 1, rule
+    assert "slurm_account" in args.default_resources
+
+
+# ---------------------------------------------------------------- on a real cluster
+
+
+# A mark, not a fixture's skip: the session's local micro demo would be built first otherwise.
+on_cluster = pytest.mark.skipif(
+    not os.environ.get("NSR_TEST_SLURM") or os.geteuid() != 0,
+    reason="the micro demo through SLURM takes ~10 min on 2 cores and starts daemons: run as root with NSR_TEST_SLURM=1",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The local cluster of ops/slurm-local/up.sh, or a skip saying why it is not there."""
+    if not (shutil.which("slurmctld") or shutil.which("apt-get")):
+        pytest.skip("no SLURM packages and no apt-get to install them")
+    res = subprocess.run(["bash", REPO / "ops/slurm-local/up.sh"], capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        pytest.skip(f"SLURM could not be started: {res.stderr[-2000:]}")
+    return True
+
+
+def run_on_slurm(workdir: Path, *targets, configs=("micro.yaml",), extra=(), log: Path, watch=None) -> int:
+    """`snakemake --profile profiles/slurm --workflow-profile ops/slurm-local` on the micro demo,
+    at nice 10 (the jobs inherit it: PropagatePrioProcess). ``watch(log_text)`` is polled while it runs."""
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "snakemake", "-s", REPO / "Snakefile", *LOCAL, *targets,
+           "-d", workdir, *extra, "--configfile", *(workdir / c for c in configs)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            if watch:
+                watch(log.read_text(), proc)
+            time.sleep(0.5)
+    return proc.returncode
+
+
+def slurm_jobs(log_text: str) -> dict[str, list[int]]:
+    """{rule: SLURM job ids} from the submission lines of a Snakemake log."""
+    jobs: dict[str, list[int]] = {}
+    for jobid, rule in re.findall(r"submitted with SLURM jobid (\d+) \(log: .*?/rule_(\w+?)/", log_text):
+        jobs.setdefault(rule, []).append(int(jobid))
+    return jobs
+
+
+def sacct(jobids) -> pd.DataFrame:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State,Start,End,AllocTRES",
+                          "-j", ",".join(map(str, jobids))], capture_output=True, text=True, check=True).stdout
+    rows = [ln.split("|") for ln in out.splitlines() if ln]
+    df = pd.DataFrame(rows, columns=["jobid", "state", "start", "end", "tres"]).astype({"jobid": int})
+    return df.assign(start=pd.to_datetime(df["start"]), end=pd.to_datetime(df["end"]))
+
+
+def most_at_once(intervals: pd.DataFrame) -> int:
+    """The largest number of [start, end) intervals that overlap at one moment."""
+    events = sorted([(t, 1) for t in intervals["start"]] + [(t, -1) for t in intervals["end"]])
+    running = best = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
+@pytest.fixture(scope="module")
+def slurm_demo(cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm")
+    shutil.copy(MICRO_CONFIG, root / "micro.yaml")
+    start = time.monotonic()
+    rc = run_on_slurm(root, log=root / "snakemake.log")
+    wall = time.monotonic() - start
+    text = (root / "snakemake.log").read_text()
+    assert rc == 0, text[-4000:]
+    jobs = slurm_jobs(text)
+    record = {"wall_s": round(wall), "slurm_jobs": jobs}
+    (root / "slurm_run.json").write_text(json.dumps(record, indent=1))
+    print(f"SLURM micro demo in {root}: {record}")
+    return root, jobs
+
+
+@on_cluster
+def test_every_job_goes_through_sbatch_with_its_resources(slurm_demo):
+    root, jobs = slurm_demo
+    n_models, n_cells = 2, 2 * 4
+    assert {r: len(ids) for r, ids in jobs.items()} == {
+        "synthetic_data": 1, "prepare_data": 1, "build_tiny_model": n_models, "train": n_cells,
+        "evaluate_base": n_models, "evaluate_cell": n_cells, "aggregate": 1, "figures": 1}
+    acct = sacct([i for ids in jobs.values() for i in ids]).set_index("jobid")
+    assert (acct["state"] == "COMPLETED").all(), acct
+    for rule in GPU_RULES:
+        assert all("gres/gpu=1" in acct.loc[i, "tres"] for i in jobs[rule]), rule
+    assert not any("gres/gpu" in acct.loc[i, "tres"] for i in jobs["prepare_data"] + jobs["figures"])
+
+
+@on_cluster
+def test_training_jobs_run_side_by_side(slurm_demo):
+    root, jobs = slurm_demo
+    train = sacct(jobs["train"])
+    print(train.to_string())
+    assert most_at_once(train) >= 2, train
+
+
+@on_cluster
+def test_slurm_tables_equal_the_local_run(slurm_demo, micro):
+    root, _ = slurm_demo
+    timing = re.compile(r"time|per_s")  # wall-clock measurements differ between runs
+    for table in ("train_metrics", "final_metrics", "passk", "breakdown"):
+        slurm, local = (pd.read_csv(d / f"results/tables/{table}.csv") for d in (root, micro))
+        cols = [c for c in local.columns if not timing.search(c)]
+        assert list(slurm.columns) == list(local.columns), table
+        pd.testing.assert_frame_equal(slurm[cols], local[cols], obj=table)
+
+
+@on_cluster
+def test_cancelled_training_job_resumes_from_its_checkpoint_on_rerun(slurm_demo):
+    """scancel a training job after its second checkpoint; the run fails (no retries), or is
+    stopped with Ctrl-C if it goes on waiting for the job (executor plugin 2.8.0 does not
+    recognise sacct's "CANCELLED by <uid>" as a failure); the rerun resubmits that job alone
+    and it continues from the checkpoint."""
+    root, _ = slurm_demo
+    cfg = yaml.safe_load((root / "micro.yaml").read_text())
+    cfg["train"]["steps"] = 12
+    # key order kept: Snakemake compares params by their repr, so reordered keys would rerun the data stage
+    (root / "long.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cell = "tiny-b/NSR/seed0"
+    work, target = root / "work" / cell, f"results/train/{cell}/metrics.jsonl"
+    shutil.rmtree(work, ignore_errors=True)  # the demo's finished checkpoint would end the longer run at once
+    cancelled, interrupted = [], []
+
+    def cancel_after_second_checkpoint(text, proc):
+        pointer = work / "latest"
+        job = re.search(r"submitted with SLURM jobid (\d+) \(log: .*?/rule_train/tiny-b_NSR_0/", text)
+        if not cancelled and job and pointer.is_file() and int(pointer.read_text().split("-")[1]) >= 2:
+            subprocess.run(["scancel", job[1]], check=True)
+            cancelled.append((int(job[1]), time.monotonic()))
+        elif cancelled and not interrupted and time.monotonic() - cancelled[0][1] > 90:
+            proc.send_signal(signal.SIGINT)  # what a user does when the run keeps waiting
+            interrupted.append(True)
+
+    first = run_on_slurm(root, target, configs=["micro.yaml", "long.yaml"], extra=["--retries", "0"],
+                         log=root / "cancel.log", watch=cancel_after_second_checkpoint)
+    assert cancelled and first != 0, (root / "cancel.log").read_text()[-3000:]
+    cancelled = [jobid for jobid, _ in cancelled]
+    assert sacct(cancelled)["state"].str.startswith("CANCELLED").all()
+    resumed_from = int((work / "latest").read_text().split("-")[1])
+
+    second = run_on_slurm(root, target, configs=["micro.yaml", "long.yaml"], log=root / "rerun.log")
+    text = (root / "rerun.log").read_text()
+    assert second == 0, text[-3000:]
+    rerun_ids = slurm_jobs(text)
+    assert list(rerun_ids) == ["train"] and rerun_ids["train"][0] != cancelled[0]
+    log = (root / "logs/train" / f"{cell}.log").read_text()
+    assert f"resuming from checkpoint-{resumed_from}" in log, log[-2000:]
+    steps = [json.loads(ln)["step"] for ln in (root / target).read_text().splitlines()]
+    assert steps == list(range(13)), steps
+    print(f"cancelled SLURM job {cancelled[0]} at checkpoint-{resumed_from}"
+          f"{' (run stopped with Ctrl-C)' if interrupted else ''}; rerun job {rerun_ids['train'][0]} resumed"
+          " and finished 12 steps")
