@@ -11,8 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 from conftest import demo_config, tiny_spec
 from nsr_study.prompts import chat_prompt, prompt_ids
 from nsr_study.synthetic import generate
-from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, sft,
-                            sft_examples)
+from nsr_study.answers import last_boxed
+from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, off_by_one,
+                            sft, sft_examples)
 
 PROMPT = demo_config()["prompt"]
 SPEC = tiny_spec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
@@ -109,9 +110,22 @@ def test_collate_puts_loss_on_target_and_eos_only():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
 
 
+def test_off_by_one_changes_only_the_final_answer():
+    solution = "$19 + 9 = 28$. $28 + 7 = 35$. The answer is $\\boxed{35}$."
+    assert off_by_one(solution) == "$19 + 9 = 28$. $28 + 7 = 35$. The answer is $\\boxed{36}$."
+    assert off_by_one("$0 + 0 = 0$. The answer is $\\boxed{0}$.").endswith("$\\boxed{1}$.")
+
+
+def test_sft_examples_pair_each_solution_with_its_wrong_version(tokenizer, records):
+    examples = sft_examples(tokenizer, records[0], PROMPT)
+    for (_, right, wrong), r in zip(examples, records[0]):
+        assert right[-1] == wrong[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(right[:-1]) == r["solution"]
+        assert int(last_boxed(tokenizer.decode(wrong[:-1]))) == int(r["answer"]) + 1
+
+
 def test_sft_lowers_the_loss_deterministically(tokenizer, records):
     examples = sft_examples(tokenizer, records[0], PROMPT)
-    assert all(t[-1] == tokenizer.eos_token_id for _, t in examples)
 
     def run():
         torch.manual_seed(0)

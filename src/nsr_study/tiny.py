@@ -17,6 +17,13 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
   validation accuracy graded by math-verify and the pass rate of T=1 samples (the RL stage
   needs groups that mix correct and incorrect answers), written to ``prior.json`` so that
   the strength of each prior is measured, not assumed.
+- **A mixture prior**: in a share ``wrong_share`` of the SFT draws the solution's final answer
+  follows a systematic wrong rule (one more than its own worked steps give, ``off_by_one``),
+  decided afresh at every draw. The model so learns a right and a wrong behaviour side by
+  side, as a pretrained model carries habits that RL can unlearn everywhere at once: most
+  groups of samples mix correct and incorrect answers, and one update on some prompts
+  carries over to the rest. Without it a tiny model's errors are slips specific to each
+  problem, and RL has nothing that generalises to learn from (issue 9).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from transformers import (AutoTokenizer, GenerationConfig, PreTrainedTokenizerFa
                           Qwen2Config, Qwen2ForCausalLM)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from nsr_study.answers import last_boxed
 from nsr_study.grading import Grader
 from nsr_study.prompts import messages, problem_prompt_ids
 from nsr_study.rollout import HFBackend
@@ -72,6 +80,7 @@ class TinySpec:
     weight_decay: float
     max_new_tokens: int  # for the prior check; the demo's train.max_new_tokens
     t1_samples: int  # samples per validation problem at T=1
+    wrong_share: float  # share of SFT draws whose final answer follows off_by_one
 
 
 def corpus(records: list[dict], prompt: dict) -> list[str]:
@@ -113,11 +122,22 @@ def build_model(spec: TinySpec, tokenizer) -> Qwen2ForCausalLM:
     return model
 
 
-def sft_examples(tokenizer, records: list[dict], prompt: dict) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, target ids) per record: the chat prompt, then the solution and EOS."""
+def off_by_one(solution: str) -> str:
+    """The mixture prior's wrong rule: the same worked steps, then a final boxed answer one
+    more than they give (integer answers; the demo's synthetic problems have only those)."""
+    answer = last_boxed(solution)
+    head, _, tail = solution.rpartition(f"\\boxed{{{answer}}}")
+    return f"{head}\\boxed{{{int(answer) + 1}}}{tail}"
+
+
+def sft_examples(tokenizer, records: list[dict], prompt: dict) -> list[tuple[list[int], list[int], list[int]]]:
+    """(prompt ids, right target, wrong target) per record: the chat prompt, then the solution
+    (or its ``off_by_one`` version) and EOS."""
     prompts = problem_prompt_ids(tokenizer, records, prompt)
-    targets = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
-    return [(p, t + [tokenizer.eos_token_id]) for p, t in zip(prompts, targets)]
+    eos = [tokenizer.eos_token_id]
+    right = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
+    wrong = tokenizer([off_by_one(r["solution"]) for r in records], add_special_tokens=False)["input_ids"]
+    return [(p, r + eos, w + eos) for p, r, w in zip(prompts, right, wrong)]
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -152,18 +172,21 @@ def batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int =
 
 
 def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
-    """AdamW on the token-mean loss of target tokens, linear warm-up then cosine decay;
-    deterministic for a seed. Returns the loss of every step."""
+    """AdamW on the token-mean loss of target tokens, linear warm-up then cosine decay; each
+    drawn example takes its wrong target with probability ``wrong_share``. Deterministic for a
+    seed. Returns the loss of every step."""
     torch.manual_seed(seed)
+    coin = random.Random(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     warmup = max(1, int(spec.warmup_frac * spec.sft_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.sft_steps, warmup))
-    draw = batches([len(p) + len(t) for p, t in examples], spec.batch_size, random.Random(seed))
+    draw = batches([len(p) + len(w) for p, _, w in examples], spec.batch_size, random.Random(seed))
     losses = []
     model.train()
     bar = tqdm(range(spec.sft_steps), desc="sft", unit="step", mininterval=1.0)
     for step in bar:
-        loss = model(**collate([examples[i] for i in next(draw)], pad_id)).loss
+        pairs = [(p, w if coin.random() < spec.wrong_share else r) for p, r, w in (examples[i] for i in next(draw))]
+        loss = model(**collate(pairs, pad_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -219,7 +242,7 @@ def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[di
     examples = sft_examples(tokenizer, train_records, prompt)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny model %s: %d parameters, vocab %d, %d SFT examples (longest %d tokens)", asdict(spec),
-             n_params, len(tokenizer), len(examples), max(len(p) + len(t) for p, t in examples))
+             n_params, len(tokenizer), len(examples), max(len(p) + len(w) for p, _, w in examples))
     losses = sft(model, examples, tokenizer.pad_token_id, spec, seed)
     model.save_pretrained(outdir)
     sft_s = time.perf_counter() - start
