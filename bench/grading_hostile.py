@@ -66,7 +66,8 @@ def main():
 
     worst = {}
     solution = rows[0]["solution"]
-    for name, pair in (("braces", (BRACES, "5")), ("left", (LEFT, "5")), ("MATH solution", (solution, last_boxed(solution)))):
+    kinds = (("braces", (BRACES, "5")), ("left", (LEFT, "5")), ("MATH solution", (solution, last_boxed(solution))))
+    for name, pair in kinds:
         with Grader(workers=1, timeout_s=args.timeout_s) as grader:
             grader.grade_many(["\\boxed{1}"], ["1"])  # start the worker outside the timing
             t0 = time.perf_counter()
