@@ -20,6 +20,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from nsr_study.config import check_config
+from nsr_study.offline import offline_env
 
 
 # The report's front page (`snakemake --report`); each result's caption is in its rule.
@@ -32,6 +33,8 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
 check_config(config, SCHEMA, fill_defaults=lambda c: validate(c, SCHEMA))
+# Jobs inherit this environment: no network calls when the config needs no hub.
+os.environ.update(offline_env(config))
 
 
 include: "workflow/rules/common.smk"

@@ -68,3 +68,26 @@ def test_defaults_filled_from_schema():
     check_config(cfg, SCHEMA, _fill)
     assert cfg["data"]["train_fraction"] == 0.25 and cfg["train"]["lr"] == 1e-6
     assert cfg["data"]["hub"]["id"] == "DigitalLearningGmbH/MATH-lighteval"
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "m\n", "m\nx", "a\\b", ""])
+def test_model_names_cannot_leave_results(name):
+    """A name becomes a path component under results/; "m\\n" passed `$` before (?!\\n)."""
+    cfg = _base() | {"models": [{"name": name, "id": "org/m"}]}
+    with pytest.raises(ConfigError, match=r"models\[0\]\.name"):
+        check_config(cfg, SCHEMA, _fill)
+
+
+def test_ordinary_model_names_pass():
+    cfg = _base() | {"models": [{"name": n, "id": "org/m"} for n in ("qwen2.5-0.5b", "Q_7B", "m1")]}
+    check_config(cfg, SCHEMA, _fill)
+
+
+def test_synthetic_val_size_must_leave_training_rows():
+    cfg = _base() | {"data": {"source": "synthetic", "synthetic": {"n_train": 400}, "train_fraction": 0.5,
+                              "val_size": 200}}
+    with pytest.raises(ConfigError, match=r"data.val_size: 200 leaves no training rows: .* about 200 rows"):
+        check_config(cfg, SCHEMA, _fill)
+    cfg = _base() | {"data": {"source": "synthetic", "synthetic": {"n_train": 400}, "train_fraction": 0.5,
+                              "val_size": 199}}
+    check_config(cfg, SCHEMA, _fill)

@@ -112,3 +112,62 @@ def test_real_math_solutions_grade_against_their_own_gold(math_train):
         other = grader.grade_many(sols, golds[1:] + golds[:1])  # each solution vs the next problem's gold
     assert sum(own.scores) / len(rows) >= 0.99
     assert sum(other.scores) / len(rows) <= 0.02
+
+
+def _worker_pids() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())}
+
+
+def _hostile_mix() -> tuple[list[str], list[str]]:
+    """Pathological strings (two of them twice) mixed with normal answers, as in issue 10."""
+    left = "\\boxed{" + "\\left(" * 10_000 + "}"
+    braces = "\\boxed{" + "{" * 20_000 + "1" + "}" * 20_000 + "}"
+    responses = ["\\boxed{5}", left, "\\boxed{\\frac{10}{2}}", braces, "\\boxed{4}", left, "no answer", braces,
+                 "\\boxed{5}"]
+    return responses, ["5"] * len(responses)
+
+
+def test_every_item_grades_the_same_alone_and_in_a_batch():
+    responses, golds = _hostile_mix()
+    alone = []
+    for r, g in zip(responses, golds):
+        with Grader(workers=1, timeout_s=1) as grader:
+            alone.append(grader.grade_many([r], [g]).statuses[0])
+    with Grader(workers=1, timeout_s=1) as grader:
+        batch = grader.grade_many(responses, golds).statuses
+    assert batch == alone
+    assert batch.count("timeout") == 4 and batch.count("ok") == 4
+
+
+def test_a_worker_that_timed_out_is_replaced():
+    """An interrupted parse leaves ~15-20 MB in its process; the process must go with it."""
+    with Grader(workers=1, timeout_s=1) as grader:
+        grader.grade_many(["\\boxed{1}"], ["1"])
+        before = _worker_pids()
+        res = grader.grade_many(["\\boxed{" + "\\left(" * 10_000 + "}", "\\boxed{3}"], ["5", "3"])
+        after = _worker_pids()
+    assert res.statuses == ["timeout", "ok"]
+    assert len(before) == 1 and before.isdisjoint(after)
+
+
+def test_workers_are_recycled_after_max_tasks():
+    seen = set()
+    with Grader(workers=1, max_tasks=2) as grader:
+        for _ in range(3):
+            assert grader.grade_many(["\\boxed{1}", "\\boxed{2}"], ["1", "2"]).statuses == ["ok", "ok"]
+            seen |= _worker_pids()
+    assert len(seen) >= 3
+
+
+def test_a_worker_item_does_not_reuse_earlier_parses():
+    """A gold parsed for an earlier sample must not come back free of the time bound: when an
+    item is graded, math-verify's parse cache holds nothing from the item before."""
+    from math_verify.parser import parse_latex_cached
+
+    from nsr_study.grading import _grade_in_worker
+
+    assert grade_with_status("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}") == (1.0, "ok")
+    assert _grade_in_worker("\\boxed{7}", "7", 5) == (1.0, "ok")
+    assert parse_latex_cached.cache_info().currsize == 1  # "\\boxed{7}" (gold and response) only

@@ -57,6 +57,13 @@ def semantic_errors(config: dict) -> list[str]:
             errors.append("data.local: required when data.source is 'local' (give train and test paths)")
         else:
             errors += [f"data.local.{k}: file not found: {v}" for k, v in local.items() if not Path(v).is_file()]
+    if data["source"] == "synthetic":
+        # the sampled train has round(fraction * n_train) rows (plus at most one per stratum that
+        # the per-stratum minimum forces); every synthetic row has a gold answer
+        sampled = round(data["train_fraction"] * data["synthetic"]["n_train"])
+        if data["val_size"] >= sampled:
+            errors.append(f"data.val_size: {data['val_size']} leaves no training rows: the sampled train has about "
+                          f"{sampled} rows (data.train_fraction × data.synthetic.n_train)")
     errors += [f"models[{i}].id: a tiny model is built at results/models/{m['name']}, got {m['id']}"
                for i, m in enumerate(config["models"]) if "tiny" in m and m["id"] != f"results/models/{m['name']}"]
     names = [m["name"] for m in config["models"]]

@@ -4,6 +4,12 @@ Gold answer = content of the last balanced ``\\boxed{}``/``\\fbox{}`` of the sol
 ``answer`` column some copies carry is an uploader's extraction and is ignored). Rows
 without one are dropped and counted per stratum, never kept to be graded wrong. Prompts are
 not built here: the chat template belongs to the model, so it is applied at train time.
+
+Input the study cannot use raises ``DataError`` naming the file and the 1-based line (JSON)
+or row (parquet, hub), since a bare parser error leaves a user searching 7,500 rows. Levels
+must be "Level 1".."Level 5" or "Level ?", MATH's own mark for an unrated problem (two
+Geometry rows of the train split), which keeps a stratum of its own; any other string is
+refused rather than silently becoming one more stratum.
 """
 
 from __future__ import annotations
@@ -14,46 +20,128 @@ from pathlib import Path
 
 import pandas as pd
 
-from nsr_study.answers import last_boxed
+from nsr_study.answers import has_box, last_boxed
 from nsr_study.stratify import stratified_sample
 
 REQUIRED_FIELDS = ("problem", "solution", "level", "type")
 RECORD_FIELDS = ("id", "subject", "level", "problem", "solution", "answer")
+UNRATED_LEVEL = "Level ?"
+LEVELS = (*(f"Level {i}" for i in range(1, 6)), UNRATED_LEVEL)
+
+
+class DataError(ValueError):
+    """Input data the study cannot use; the message names the file and line or row."""
+
+
+def describe(source: dict) -> str:
+    """Where rows come from, as error messages and logs name it."""
+    return str(source["path"]) if "path" in source else f"{source['hub']} split {source['split']}"
+
+
+def _missing(value) -> bool:
+    return value is None or value != value  # NaN: a null in a parquet float column
+
+
+def _read_json(path: Path) -> list[tuple[str, object]]:
+    """(location, value) per row of a JSON Lines file, or per item of a .json holding one array."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 text ({e.reason})") from None
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        return [(f"item {i}", v) for i, v in enumerate(items, 1)]
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a string
+        if line.strip():
+            try:
+                rows.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {n}: invalid JSON: {e.msg} (column {e.colno})") from None
+    return rows
+
+
+def _read_parquet(path: Path) -> list[tuple[str, object]]:
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
+    return [(f"row {i}", r) for i, r in enumerate(table.to_dict("records"), 1)]
+
+
+def check_rows(where: str, located: list[tuple[str, object]]) -> list[dict]:
+    """The rows, once every one is an object with a problem, a type and a known level.
+
+    A missing solution is not an error here: that row is dropped and logged by ``to_records``.
+    """
+    if not located:
+        raise DataError(f"{where}: no rows (the file is empty)")
+    fields = set()
+    for loc, row in located:
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: {loc}: expected a JSON object, got {type(row).__name__}")
+        fields |= row.keys()
+    missing = [f for f in REQUIRED_FIELDS if f not in fields]
+    if missing:
+        raise DataError(f"{where} lacks the field(s) {missing}; it has {sorted(fields)}")
+    for loc, row in located:
+        for f in ("problem", "type", "level"):
+            if _missing(row.get(f)):
+                raise DataError(f"{where}: {loc}: field '{f}' is missing or null")
+        if row["level"] not in LEVELS:
+            raise DataError(f"{where}: {loc}: level {row['level']!r} is not one of {', '.join(LEVELS)}")
+    return [row for _, row in located]
 
 
 def load_rows(source: dict, split: str) -> list[dict]:
     """Rows of one split from ``{"path": file}`` (jsonl/json/parquet) or ``{"hub": id, ...}``.
 
-    Both go through ``datasets.load_dataset`` so local files and the hub share one path.
+    Local files are read directly (a parser's error is turned into file and line); the hub
+    goes through ``datasets.load_dataset``.
     """
-    from datasets import load_dataset
-
+    where = describe(source)
     if "path" in source:
         path = Path(source["path"])
         if not path.is_file():
             raise FileNotFoundError(f"{split} data file not found: {path}")
-        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(path.suffix)
-        if kind is None:
-            raise ValueError(f"{path}: expected a .jsonl, .json or .parquet file")
-        ds = load_dataset(kind, data_files=str(path), split="train")
-        where = str(path)
-    else:
-        ds = load_dataset(source["hub"], source.get("config"), split=source["split"], revision=source.get("revision"))
-        where = f"{source['hub']} split {source['split']}"
-    missing = [f for f in REQUIRED_FIELDS if f not in ds.column_names]
-    if missing:
-        raise ValueError(f"{where} lacks the field(s) {missing}; it has {ds.column_names}")
-    return ds.to_list()
+        read = {".jsonl": _read_json, ".json": _read_json, ".parquet": _read_parquet}.get(path.suffix)
+        if read is None:
+            raise DataError(f"{path}: expected a .jsonl, .json or .parquet file")
+        return check_rows(where, read(path))
+    from datasets import load_dataset
+
+    ds = load_dataset(source["hub"], source.get("config"), split=source["split"], revision=source.get("revision"))
+    return check_rows(where, [(f"row {i}", r) for i, r in enumerate(ds.to_list(), 1)])
+
+
+def drop_reason(solution) -> str | None:
+    """Why a row has no gold answer; None when it has one."""
+    if _missing(solution):
+        return "no solution"
+    if not has_box(solution):
+        return "the solution has no \\boxed{} answer"
+    return None if last_boxed(solution) else "the solution's last \\boxed{} is empty or unclosed"
 
 
 def to_records(rows: list[dict], split: str) -> tuple[list[dict], list[dict]]:
-    """(records with an extractable gold, dropped rows) — ids keep the source row number."""
+    """(records with an extractable gold, dropped rows with their ``reason`` and 1-based
+    ``row``); ids keep the 0-based source row number."""
     kept, dropped = [], []
     for i, row in enumerate(rows):
-        gold = last_boxed(row["solution"] or "")
+        solution = row.get("solution")
+        reason = drop_reason(solution)
         rec = {"id": f"{split}-{i:05d}", "subject": row["type"], "level": row["level"],
-               "problem": row["problem"], "solution": row["solution"], "answer": gold}
-        (kept if gold else dropped).append(rec)
+               "problem": row["problem"], "solution": solution, "answer": None if reason else last_boxed(solution)}
+        if reason:
+            dropped.append(rec | {"reason": reason, "row": i + 1})
+        else:
+            kept.append(rec)
     return kept, dropped
 
 
@@ -70,8 +158,8 @@ def sample_split(records: list[dict], fraction: float, seed: int) -> list[dict]:
 def carve_val(train: list[dict], val_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Split a stratified validation subset of ``val_size`` rows off the sampled train."""
     if not 0 < val_size < len(train):
-        raise ValueError(f"data.val_size must be between 1 and {len(train) - 1} (the sampled train has "
-                         f"{len(train)} rows), got {val_size}")
+        raise DataError(f"data.val_size = {val_size} leaves no training rows: the sampled train has {len(train)} "
+                        f"rows; set data.val_size to at most {len(train) - 1} or raise data.train_fraction")
     # A different stream than the train draw, so val is not the head of each stratum.
     idx = set(stratified_sample([_stratum(r) for r in train], val_size / len(train), seed + 1, min_per_stratum=0))
     val = [r for i, r in enumerate(train) if i in idx]
@@ -102,13 +190,17 @@ def strata_table(split: str, records: list[dict], dropped: list[dict], sampled: 
 
 
 def prepare(train_rows: list[dict], test_rows: list[dict], train_fraction: float, test_fraction: float,
-            val_size: int, seed: int) -> tuple[dict[str, list[dict]], pd.DataFrame]:
-    """Records for train/val/test and the strata summary table."""
-    splits, tables = {}, []
+            val_size: int, seed: int, where: dict[str, str] | None = None
+            ) -> tuple[dict[str, list[dict]], pd.DataFrame, dict[str, list[dict]]]:
+    """Records for train/val/test, the strata summary table and each split's dropped rows
+    (see ``to_records``); ``where`` names each split's source in errors."""
+    where = where or {}
+    splits, tables, all_dropped = {}, [], {}
     for split, rows, frac in (("train", train_rows, train_fraction), ("test", test_rows, test_fraction)):
         records, dropped = to_records(rows, split)
         if not records:
-            raise ValueError(f"the {split} data has no row with a \\boxed{{}} answer ({len(rows)} rows)")
+            raise DataError(f"{where.get(split, split)}: no row has a \\boxed{{}} answer in its solution "
+                            f"({len(rows)} rows)")
         sampled = sample_split(records, frac, seed)
         val = []
         if split == "train":
@@ -117,7 +209,8 @@ def prepare(train_rows: list[dict], test_rows: list[dict], train_fraction: float
         else:
             splits["test"] = sampled
         tables.append(strata_table(split, records, dropped, sampled, frac, val))
-    return splits, pd.concat(tables, ignore_index=True)
+        all_dropped[split] = dropped
+    return splits, pd.concat(tables, ignore_index=True), all_dropped
 
 
 def write_jsonl(records: list[dict], path: str | Path, fields=RECORD_FIELDS) -> None:

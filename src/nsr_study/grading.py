@@ -7,6 +7,15 @@ block or a thread pool would silently lose the bound). Each item also gets a har
 limit: a worker stuck in C code (sympy on adversarial input) is killed and replaced, and the
 item is scored 0.0 with status ``timeout``.
 
+An item's result must not depend on what its worker graded before, and a worker's memory
+must stay bounded (an interrupted parse leaves ~15-20 MB behind in the process). So each
+worker imports and warms up math-verify before its first item (the first item does not pay
+for the imports inside its time bound), clears math-verify's parse caches before every item
+(a gold parsed for an earlier sample would otherwise come back free of charge), exits after
+any timeout (taking what the interrupted parse left with it) and is replaced after
+``max_tasks`` items. ANTLR's parser DFA is the one state kept: it changes speed, not results,
+and resetting it per item makes normal grading ~11x slower.
+
 Every result carries a status so that parse failures and timeouts are counted, never
 silently mixed with wrong answers:
 
@@ -20,20 +29,24 @@ silently mixed with wrong answers:
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections import Counter
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify import parser as _mv_parser
 from math_verify.errors import TimeoutException
-from pebble import ProcessPool
+from pebble import ProcessExpired, ProcessPool
 from tqdm.auto import tqdm
 
 from nsr_study.answers import has_box, last_boxed
 
 STATUSES = ("ok", "no_answer", "bad_gold", "timeout", "error")
 _CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
+# Exit status of a worker that hit math-verify's own timeout; the parent reads it as ``timeout``.
+_EXIT_AFTER_TIMEOUT = 75
 
 
 def _parse(text: str, timeout_s: int) -> list:
@@ -78,6 +91,26 @@ def grade(response: str, gold: str) -> float:
     return grade_with_status(response, gold)[0]
 
 
+def _clear_parse_caches() -> None:
+    _mv_parser.parse_latex_cached.cache_clear()
+    _mv_parser.parse_expr_cached.cache_clear()
+
+
+def _warm_up() -> None:
+    """Worker initializer: pay for math-verify's lazy imports before any item's clock starts."""
+    grade_with_status("\\boxed{\\frac{1}{2}}", "0.5")
+    _clear_parse_caches()
+
+
+def _grade_in_worker(response: str, gold: str, timeout_s: int) -> tuple[float, str]:
+    """``grade_with_status`` with no memory of earlier items; the worker exits after a timeout."""
+    _clear_parse_caches()
+    result = grade_with_status(response, gold, timeout_s)
+    if result[1] == "timeout":
+        os._exit(_EXIT_AFTER_TIMEOUT)
+    return result
+
+
 @dataclass
 class BatchResult:
     """Scores in input order, with one status per item (see module doc)."""
@@ -105,24 +138,30 @@ class Grader:
     ``timeout_s`` bounds math-verify's parse and verify calls inside the worker; the hard
     per-item limit (default ``3 * timeout_s + 2`` seconds of wall time: two parses, one
     verify, plus slack) kills a worker that ignores the alarm, e.g. inside C code.
+    ``max_tasks`` recycles each worker after that many items, bounding what ANTLR's DFA
+    accumulates (~2.5 MB per 1,000 MATH solutions, more on odd input); a new worker costs
+    ~0.6 s, ~250 MATH solutions' worth of grading, hence the default.
     Call it from a script guarded by ``if __name__ == "__main__"``: spawned workers
     re-import the main module.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: int = 5, hard_timeout_s: float | None = None):
-        if workers < 1 or timeout_s < 1:
-            raise ValueError(f"Grader needs workers >= 1 and timeout_s >= 1, got {workers}, {timeout_s}")
+    def __init__(self, workers: int = 2, timeout_s: int = 5, hard_timeout_s: float | None = None,
+                 max_tasks: int = 2000):
+        if workers < 1 or timeout_s < 1 or max_tasks < 1:
+            raise ValueError(f"Grader needs workers, timeout_s and max_tasks >= 1, got {workers}, {timeout_s}, "
+                             f"{max_tasks}")
         self.timeout_s = int(timeout_s)
         self.hard_timeout_s = hard_timeout_s or 3 * self.timeout_s + 2
         # spawn: never fork a process that may hold torch/CUDA threads.
-        self._pool = ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPool(max_workers=workers, max_tasks=max_tasks, initializer=_warm_up,
+                                 context=multiprocessing.get_context("spawn"))
 
     def grade_many(self, responses, golds, progress: bool = False, desc: str = "grading") -> BatchResult:
         responses, golds = list(responses), list(golds)
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
         futures = [
-            self._pool.schedule(grade_with_status, args=(r, g, self.timeout_s), timeout=self.hard_timeout_s)
+            self._pool.schedule(_grade_in_worker, args=(r, g, self.timeout_s), timeout=self.hard_timeout_s)
             for r, g in zip(responses, golds)
         ]
         scores, statuses = [], []
@@ -131,6 +170,8 @@ class Grader:
                 score, status = fut.result()
             except FutureTimeout:
                 score, status = 0.0, "timeout"
+            except ProcessExpired as e:
+                score, status = 0.0, "timeout" if e.exitcode == _EXIT_AFTER_TIMEOUT else "error"
             except Exception:  # a worker that died (e.g. out of memory) fails only its item
                 score, status = 0.0, "error"
             scores.append(score)

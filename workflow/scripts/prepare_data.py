@@ -13,15 +13,24 @@ def main(smk):
     else:
         sources = {s: {"path": smk.input[s]} for s in ("train", "test")}
     rows = {s: data.load_rows(src, s) for s, src in sources.items()}
-    splits, table = data.prepare(rows["train"], rows["test"], p.train_fraction, p.test_fraction,
-                                 p.val_size, p.seed)
+    where = {s: data.describe(src) for s, src in sources.items()}
+    splits, table, dropped = data.prepare(rows["train"], rows["test"], p.train_fraction, p.test_fraction,
+                                          p.val_size, p.seed, where)
+    for s in ("train", "test"):
+        unrated = [i for i, r in enumerate(rows[s], 1) if r["level"] == data.UNRATED_LEVEL]
+        if unrated:
+            log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where[s],
+                        unrated, data.UNRATED_LEVEL)
+    for s, recs in dropped.items():
+        for rec in recs:
+            log.warning("%s: row %d (%s) dropped: %s", where[s], rec["row"], rec["id"], rec["reason"])
     for split, records in splits.items():
         data.write_jsonl(records, smk.output[split])
     table.to_csv(smk.output.strata, index=False)
     data.plot_strata(table, smk.output.figure)
     for split in ("train", "test"):
         t = table[table["split"] == split]
-        log.info("%s: %d source rows, dropped %d without a \\boxed{} answer, sampled %d over %d strata "
+        log.info("%s: %d source rows, dropped %d without a gold answer (reasons above), sampled %d over %d strata "
                  "(max |rows - exact share| = %.2f)", split, t["source_rows"].sum() + t["dropped_no_gold"].sum(),
                  t["dropped_no_gold"].sum(), t["sampled_rows"].sum(), len(t),
                  (t["sampled_rows"] - t["expected_rows"]).abs().max())
