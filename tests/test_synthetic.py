@@ -1,18 +1,12 @@
 import random
 import re
 from collections import Counter
-from fractions import Fraction
 
 import pytest
 
 from nsr_study.answers import last_boxed
 from nsr_study.grading import grade_with_status
-from nsr_study.synthetic import LEVELS, SUBJECTS, generate, make_problem, running_sums, tex
-
-
-def test_tex():
-    assert [tex(Fraction(7)), tex(Fraction(-3)), tex(Fraction(2, 3)), tex(Fraction(-5, 4))] == [
-        "7", "-3", "\\frac{2}{3}", "-\\frac{5}{4}"]
+from nsr_study.synthetic import LEVELS, SUBJECTS, generate, make_problem, running_sums
 
 
 def test_fields_balance_and_determinism():

@@ -8,25 +8,15 @@ inverted). Worked solutions write one running sum per step (``3 + 5 = 8``, ``8 +
 so every level uses one skill, adding a digit to a number below 60, and a higher level is a
 longer chain of it: a slip anywhere loses the answer, so the pass rate falls with the level,
 and faster for a model that has learnt the skill less well, which is what makes the demo's
-three sizes differ. Answers are integers from 0 to 63.
+three sizes differ. Answers are integers from 0 to 54.
 """
 
 from __future__ import annotations
 
 import random
-from fractions import Fraction
 
 SUBJECTS = ("Arithmetic", "Linear Equations")
 LEVELS = (1, 2, 3, 4, 5)
-
-
-def tex(q: Fraction | int) -> str:
-    """LaTeX of a rational: ``7``, ``-3``, ``\\frac{2}{3}``, ``-\\frac{5}{4}``."""
-    q = Fraction(q)
-    if q.denominator == 1:
-        return str(q.numerator)
-    sign = "-" if q < 0 else ""
-    return f"{sign}\\frac{{{abs(q.numerator)}}}{{{q.denominator}}}"
 
 
 def running_sums(start: int, digits: list[int]) -> tuple[list[str], int]:
@@ -57,8 +47,8 @@ _ASK = {"Arithmetic": "Compute {}.", "Linear Equations": "Solve {} for $x$."}
 def make_problem(subject: str, level: int, rng: random.Random) -> dict:
     """One MATH-format record of the given subject and level."""
     expr, steps, answer = _MAKERS[subject](level, rng)
-    solution = " ".join(steps + [f"The answer is $\\boxed{{{tex(answer)}}}$."])
-    return {"problem": _ASK[subject].format(expr), "solution": solution, "answer": tex(answer),
+    solution = " ".join(steps + [f"The answer is $\\boxed{{{answer}}}$."])
+    return {"problem": _ASK[subject].format(expr), "solution": solution, "answer": str(answer),
             "level": f"Level {level}", "type": subject}
 
 
