@@ -19,7 +19,7 @@ SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from nsr_study.config import check_config
+from nsr_study.config import check_config, sorted_keys
 from nsr_study.offline import offline_env
 
 
@@ -33,6 +33,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
 check_config(config, SCHEMA, fill_defaults=lambda c: validate(c, SCHEMA))
+config.update(sorted_keys(config))  # params compare equal whatever order a YAML file wrote them in
 # Jobs inherit this environment: no network calls when the config needs no hub.
 os.environ.update(offline_env(config))
 

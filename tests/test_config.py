@@ -10,7 +10,7 @@ BAD = {
     "unknown objective": ({"objectives": ["GRPO", "NSRR"]}, "objectives[1]: 'NSRR' is not one of"),
     "fraction zero": ({"data": {"train_fraction": 0}}, "data.train_fraction: 0 is less than or equal to the minimum"),
     "fraction above one": ({"data": {"test_fraction": 1.5}}, "data.test_fraction: 1.5 is greater than the maximum"),
-    "negative lr": ({"train": {"lr": -1.0e-6}}, "train.lr: -1e-06 is less than or equal to the minimum of 0"),
+    "negative lr": ({"train": {"lr": -1.0e-6}}, "train.lr: -1e-06 is less than the minimum of 0"),
     "model without id": ({"models": [{"name": "qwen"}]}, "models[0].id: required field is missing"),
     "missing data path": (
         {"data": {"source": "local", "local": {"train": "/nope/train.jsonl", "test": "/nope/test.jsonl"}}},
@@ -91,3 +91,11 @@ def test_synthetic_val_size_must_leave_training_rows():
     cfg = _base() | {"data": {"source": "synthetic", "synthetic": {"n_train": 400}, "train_fraction": 0.5,
                               "val_size": 199}}
     check_config(cfg, SCHEMA, _fill)
+
+
+def test_sorted_keys_orders_every_mapping_and_keeps_lists():
+    from nsr_study.config import sorted_keys
+
+    out = sorted_keys({"b": {"y": 1, "x": [{"q": 2, "p": 3}]}, "a": 0})
+    assert out == {"a": 0, "b": {"x": [{"p": 3, "q": 2}], "y": 1}}
+    assert list(out) == ["a", "b"] and list(out["b"]) == ["x", "y"] and list(out["b"]["x"][0]) == ["p", "q"]

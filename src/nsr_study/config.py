@@ -102,6 +102,17 @@ def check_config(config: dict, schema_path: str | Path, fill_defaults) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
+def sorted_keys(x):
+    """``x`` with the keys of every mapping in sorted order. Snakemake reruns a job whose params
+    changed, and it compares dicts with their key order: without this, writing the same config
+    with its keys in another order (or dumping it with ``yaml.safe_dump``) would rerun jobs."""
+    if isinstance(x, dict):
+        return {k: sorted_keys(x[k]) for k in sorted(x)}
+    if isinstance(x, list):
+        return [sorted_keys(v) for v in x]
+    return x
+
+
 def load_config(paths: list[str | Path], schema_path: str | Path) -> dict:
     """The config a rule sees: the YAML files overlaid in order (as ``--configfile`` does),
     checked, with the schema's defaults filled in. For bench scripts and tests, so that no
