@@ -23,10 +23,6 @@ from nsr_study.config import check_config, sorted_keys
 from nsr_study.offline import offline_env
 
 
-# The report's front page (`snakemake --report`); each result's caption is in its rule.
-report: "workflow/report/workflow.rst"
-
-
 # Absolute, so `--directory elsewhere --configfile x.yaml` overlays the same base config.
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
@@ -39,6 +35,12 @@ os.environ.update(offline_env(config))
 
 
 include: "workflow/rules/common.smk"
+
+
+# The report's front page (`snakemake --report`, common.smk); each result's caption is in its rule.
+report: os.path.abspath(FRONT_PAGE) if os.path.exists(FRONT_PAGE) else FRONT_PAGE_TEMPLATE
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"

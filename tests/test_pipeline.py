@@ -24,7 +24,7 @@ def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
     assert jobs(res.stdout) == {"prepare_data": 1, "train": 3 * 4 * 3, "evaluate_base": 3, "evaluate_cell": 36,
-                                "aggregate": 1, "figures": 1, "all": 1}
+                                "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
 
 
 def test_micro_demo_writes_every_table_and_figure(micro):
@@ -40,16 +40,30 @@ def test_micro_demo_writes_every_table_and_figure(micro):
     assert set(passk["k"]) == {1, 2} and len(passk) == 2 * len(expected)
     breakdown = pd.read_csv(tables / "breakdown.csv")
     assert set(breakdown["by"]) == {"level", "subject"}
-    for fig in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size"):
+    for fig in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size",
+                "findings_verdicts"):
         for ext in ("png", "svg"):
             assert (micro / f"results/figures/{fig}.{ext}").stat().st_size > 5000, fig
+
+
+def test_micro_demo_tests_every_claim_on_both_models(micro):
+    from nsr_study.findings import CLAIMS, VERDICTS
+
+    findings = pd.read_csv(micro / "results/tables/findings.csv")
+    assert set(zip(findings["claim"], findings["model"])) == {(c, m) for c in CLAIMS for m in ("tiny-a", "tiny-b")}
+    assert set(findings["verdict"]) <= set(VERDICTS) and (findings["lo"] <= findings["hi"]).all()
+    assert set(findings["problems"]) == {20} and set(findings["k_max"]) == {2}
+    trend = pd.read_csv(micro / "results/tables/findings_trend.csv")
+    assert sorted(trend["claim"]) == sorted(CLAIMS) and set(trend["models"]) == {2}
+    front = (micro / "results/report/front_page.rst").read_text()
+    assert front.startswith("Negative vs positive reinforcement") and "9 of the paper's claims × 2 models = 18" in front
 
 
 def test_forcerun_one_cell_replans_only_that_cell_and_the_report(micro):
     res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", micro / "micro.yaml",
                     "--forcerun", CELL_TRAIN)
     assert res.returncode == 0, res.stderr
-    assert jobs(res.stdout) == {"train": 1, "evaluate_cell": 1, "aggregate": 1, "figures": 1, "all": 1}
+    assert jobs(res.stdout) == {"train": 1, "evaluate_cell": 1, "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
     outputs = [ln.strip() for ln in res.stdout.splitlines() if ln.strip().startswith("output: results/")]
     cells = sorted(o for o in outputs if "results/train/" in o or "results/eval/" in o)
     assert cells == [
@@ -85,6 +99,7 @@ def test_report_holds_every_figure_and_caption(micro):
     assert res.returncode == 0, res.stderr[-3000:]
     html = (micro / "report.html").read_text(errors="replace")
     for name in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size",
-                 "final_metrics.csv", "strata.png"):
+                 "final_metrics.csv", "strata.png", "findings.csv", "findings_trend.csv", "findings_verdicts"):
         assert name in html, name
     assert "Does training trade breadth for precision?" in html
+    assert "9 of the paper&#39;s claims × 2 models = 18 verdicts" in html or "9 of the paper's claims × 2" in html

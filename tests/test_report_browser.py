@@ -161,6 +161,7 @@ def test_front_page_says_what_the_report_is(report):
     text = page.js("document.body.innerText")
     assert "Negative vs positive reinforcement across model sizes" in text
     assert "tiny-a, tiny-b" in text  # the run's own configuration, rendered into the page
+    assert "9 of the paper's claims × 2 models = 18 verdicts" in text  # the findings, in words
     assert not_blank(page.screenshot(path.parent / "report-front.png"))
 
 
@@ -182,6 +183,14 @@ def test_strata_figure_shows(report):
     page.click(eye("strata figure"), "the strata figure entry")
     page.wait_for(shown("strata.png"), "the strata image")
     assert not_blank(page.screenshot(path.parent / "report-strata.png"))
+
+
+def test_findings_figure_shows(report):
+    page, path = report
+    open_report(page, path, "Findings")
+    page.click(eye("verdict figure"), "the findings figure entry")
+    page.wait_for(shown("findings_verdicts.png"), "the findings image")
+    assert not_blank(page.screenshot(path.parent / "report-findings.png"))
 
 
 def test_console_has_no_errors(report):

@@ -124,12 +124,19 @@ def test_sft_examples_pair_each_solution_with_its_wrong_version(tokenizer, recor
         assert int(last_boxed(tokenizer.decode(wrong[:-1]))) == int(r["answer"]) + 1
 
 
+def test_wrong_share_is_one_share_or_one_per_level():
+    assert tiny_spec(wrong_share=0.3).wrong_share_of("Level 4") == 0.3
+    per_level = tiny_spec(wrong_share=[0.1, 0.3, 0.5, 0.7, 0.9])
+    assert [per_level.wrong_share_of(f"Level {lv}") for lv in (1, 3, 5)] == [0.1, 0.5, 0.9]
+
+
 def test_sft_lowers_the_loss_deterministically(tokenizer, records):
     examples = sft_examples(tokenizer, records[0], PROMPT)
 
     def run():
         torch.manual_seed(0)
-        return sft(build_model(SPEC, tokenizer), examples, tokenizer.pad_token_id, SPEC, seed=1)
+        return sft(build_model(SPEC, tokenizer), examples, [SPEC.wrong_share] * len(examples), tokenizer.pad_token_id,
+                   SPEC, seed=1)
 
     losses = run()
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5

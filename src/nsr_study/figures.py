@@ -183,3 +183,39 @@ def model_size(final: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
     fig.suptitle(f"Effect of model size (error bars: {UNCERTAINTY})", fontsize=11)
     fig.tight_layout()
     return _save(fig, stem)
+
+
+VERDICT_COLORS = {"supported": "#a6dba0", "contradicted": "#f4a582", "inconclusive": "#e0e0e0"}
+
+
+def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path]:
+    """One cell per claim × model (findings.csv): colour = verdict, text = estimate [lo, hi]."""
+    from nsr_study.findings import CLAIMS
+
+    claims = [c for c in CLAIMS if c in set(table["claim"])]
+    models = _models_by_size(table)
+    fig, ax = plt.subplots(figsize=(2.3 * len(models) + 3.2, 0.62 * len(claims) + 1.4))
+    for i, cid in enumerate(claims):
+        for j, model in enumerate(models):
+            r = table[(table["claim"] == cid) & (table["model"] == model)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, color=VERDICT_COLORS[r["verdict"]], ec="white", lw=2))
+            ax.text(j + 0.5, i + 0.5, f"{r['estimate']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]", ha="center",
+                    va="center", fontsize=7.5)
+    ax.set_xlim(0, len(models))
+    ax.set_ylim(len(claims), 0)
+    ax.set_xticks(np.arange(len(models)) + 0.5, models)
+    ax.set_yticks(np.arange(len(claims)) + 0.5,
+                  [f"{c}\n{CLAIMS[c].contrast}, {CLAIMS[c].metric}" for c in claims], fontsize=7.5)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLORS.values()]
+    ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=8,
+              frameon=False)
+    ax.set_title(f"The paper's claims per model: estimate [{100 * confidence:g} % paired bootstrap interval]",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, stem)

@@ -24,6 +24,10 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
   groups of samples mix correct and incorrect answers, and one update on some prompts
   carries over to the rest. Without it a tiny model's errors are slips specific to each
   problem, and RL has nothing that generalises to learn from (issue 9).
+- **A share per level**: ``wrong_share`` may list one share per level (1–5). With shares rising
+  with the level, the harder problems carry the wrong habit more often, and at the evaluation's
+  temperature and top-p a model then misses the hardest ones in every sample: the base model's
+  pass@k at large k stays below 1, so whether training widens or narrows it can be seen.
 """
 
 from __future__ import annotations
@@ -80,7 +84,13 @@ class TinySpec:
     weight_decay: float
     max_new_tokens: int  # for the prior check; the demo's train.max_new_tokens
     t1_samples: int  # samples per validation problem at T=1
-    wrong_share: float  # share of SFT draws whose final answer follows off_by_one
+    wrong_share: float | list[float]  # share of SFT draws whose final answer follows off_by_one (or one per level)
+
+    def wrong_share_of(self, level: str) -> float:
+        """The share for a record's level ("Level 3"): the one share, or the level's entry."""
+        if isinstance(self.wrong_share, (int, float)):
+            return float(self.wrong_share)
+        return float(self.wrong_share[int(level.split()[-1]) - 1])
 
 
 def corpus(records: list[dict], prompt: dict) -> list[str]:
@@ -171,10 +181,10 @@ def batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int =
             yield from rng.sample(cut, len(cut))
 
 
-def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
+def sft(model, examples, shares: list[float], pad_id: int, spec: TinySpec, seed: int) -> list[float]:
     """AdamW on the token-mean loss of target tokens, linear warm-up then cosine decay; each
-    drawn example takes its wrong target with probability ``wrong_share``. Deterministic for a
-    seed. Returns the loss of every step."""
+    drawn example takes its wrong target with its probability in ``shares`` (one per example).
+    Deterministic for a seed. Returns the loss of every step."""
     torch.manual_seed(seed)
     coin = random.Random(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -185,7 +195,7 @@ def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
     model.train()
     bar = tqdm(range(spec.sft_steps), desc="sft", unit="step", mininterval=1.0)
     for step in bar:
-        pairs = [(p, w if coin.random() < spec.wrong_share else r) for p, r, w in (examples[i] for i in next(draw))]
+        pairs = [(examples[i][0], examples[i][2] if coin.random() < shares[i] else examples[i][1]) for i in next(draw)]
         loss = model(**collate(pairs, pad_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -243,7 +253,8 @@ def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[di
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny model %s: %d parameters, vocab %d, %d SFT examples (longest %d tokens)", asdict(spec),
              n_params, len(tokenizer), len(examples), max(len(p) + len(w) for p, _, w in examples))
-    losses = sft(model, examples, tokenizer.pad_token_id, spec, seed)
+    shares = [spec.wrong_share_of(r["level"]) for r in train_records]
+    losses = sft(model, examples, shares, tokenizer.pad_token_id, spec, seed)
     model.save_pretrained(outdir)
     sft_s = time.perf_counter() - start
     with Grader(workers=grader_workers) as grader:

@@ -1,6 +1,7 @@
 # Grid helpers, wildcard constraints and target lists. No rules here.
 
 import json
+import os
 import re
 import shlex
 
@@ -111,17 +112,40 @@ def eval_config(wildcards, objective, seed) -> str:
     )
 
 
+def eval_labels():
+    """{model, objective, seed} of every evaluation, in eval_targets() order."""
+    base = [{"model": m, "objective": "base", "seed": None} for m in MODELS]
+    return base + [{"model": m, "objective": o, "seed": s} for m in MODELS for o in OBJECTIVES for s in SEEDS]
+
+
 def eval_targets():
-    base = expand("results/eval/{model}/base/metrics.json", model=MODELS)
-    cells = expand(cell_path("eval", "metrics.json"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
-    return base + cells
+    return [
+        (
+            f"results/eval/{lb['model']}/base/metrics.json"
+            if lb["seed"] is None
+            else f"results/eval/{lb['model']}/{lb['objective']}/seed{lb['seed']}/metrics.json"
+        )
+        for lb in eval_labels()
+    ]
+
+
+def eval_problems():
+    return [p.replace("metrics.json", "problems.jsonl") for p in eval_targets()]
 
 
 FIGURES = ["training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size"]
 TABLES = ["train_metrics", "final_metrics", "passk", "breakdown"]
 
 
+# The report's front page: workflow/report/workflow.rst, and once the findings rule has run, its
+# copy followed by the findings in words (the Snakefile's `report:` picks that when it exists).
+FRONT_PAGE_TEMPLATE = os.path.join(workflow.basedir, "workflow", "report", "workflow.rst")
+FRONT_PAGE = "results/report/front_page.rst"
+
+
 def report_targets():
-    return expand("results/tables/{table}.csv", table=TABLES) + expand(
-        "results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "svg"]
+    return (
+        expand("results/tables/{table}.csv", table=TABLES + ["findings", "findings_trend"])
+        + expand("results/figures/{figure}.{ext}", figure=FIGURES + ["findings_verdicts"], ext=["png", "svg"])
+        + [FRONT_PAGE]
     )

@@ -5,7 +5,7 @@ rule aggregate:
     input:
         train=train_targets(),
         evals=eval_targets(),
-        problems=[p.replace("metrics.json", "problems.jsonl") for p in eval_targets()],
+        problems=eval_problems(),
     output:
         **{
             t: report(f"results/tables/{t}.csv", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
@@ -44,3 +44,45 @@ rule figures:
         window=config["report"]["smoothing_window"],
     script:
         "../scripts/figures.py"
+
+
+rule findings:
+    input:
+        final="results/tables/final_metrics.csv",
+        problems=eval_problems(),
+        front_page=FRONT_PAGE_TEMPLATE,
+    output:
+        **{
+            f"figure_{ext}": report(
+                f"results/figures/findings_verdicts.{ext}",
+                caption="../report/findings_verdicts.rst",
+                category="Findings",
+                labels={"findings": "verdict figure", "format": ext},
+            )
+            for ext in ("png", "svg")
+        },
+        findings=report(
+            "results/tables/findings.csv",
+            caption="../report/findings.rst",
+            category="Findings",
+            labels={"findings": "verdicts per claim and model"},
+        ),
+        trend=report(
+            "results/tables/findings_trend.csv",
+            caption="../report/findings_trend.rst",
+            category="Findings",
+            labels={"findings": "trend over model size"},
+        ),
+        front_page=FRONT_PAGE,
+    log:
+        "logs/report/findings.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        labels=eval_labels(),
+        confidence=config["report"]["findings"]["confidence"],
+        margin=config["report"]["findings"]["noninferiority_margin"],
+        draws=config["report"]["findings"]["bootstrap_draws"],
+        seed=config["report"]["findings"]["seed"],
+    script:
+        "../scripts/findings.py"
