@@ -194,9 +194,9 @@ def pin(count: int, label: str) -> Claim:
         log.error("%s", e)
         sys.exit(1)
     if got.how == "none":
+        why = "nvidia-smi lists none" if from_driver else "CUDA_VISIBLE_DEVICES is empty"
         log.info("%s: %s", label, "asks for no GPU" if count == 0 else
-                 f"asks for {count} GPU{'s' * (count > 1)}, but none is visible ("
-                 + ("nvidia-smi lists none" if from_driver else "CUDA_VISIBLE_DEVICES is empty") + "): running on the CPU")
+                 f"asks for {count} GPU{'s' * (count > 1)}, but none is visible ({why}): running on the CPU")
         return got
     if got.how == "inherited":
         log.info("%s: GPU %s from SLURM job %s (CUDA_VISIBLE_DEVICES), used unchanged", label, ",".join(got.ids),
