@@ -50,19 +50,28 @@ def tiny_spec(**overrides):
     return TinySpec(**(demo_config()["models"][0]["tiny"] | overrides))
 
 
-def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
+def snakemake(*args, cwd=REPO, timeout=300, env=None) -> subprocess.CompletedProcess:
     """Run the Snakemake CLI of this interpreter's environment on the repository's Snakefile."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *map(str, args)]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# The micro run's pool of GPUs: two ids that no device has, so its GPU jobs (device: auto) claim
+# them through nsr_study.devices like real ones and still run on the CPU on any host (CUDA
+# ignores an id it does not know, and every id after it).
+MICRO_GPUS = ["GPU-fake-0", "GPU-fake-1"]
 
 
 @pytest.fixture(scope="session")
 def micro(tmp_path_factory) -> Path:
     """A folder where the micro demo (.test/config/micro.yaml, as micro.yaml) ran end to end:
-    run once per session and shared by the pipeline and report tests."""
+    run once per session and shared by the pipeline and report tests. Run as on a node with
+    two GPUs (`--resources gpu=2`, MICRO_GPUS, locks in gpu-locks/)."""
     root = tmp_path_factory.mktemp("pipeline")
     shutil.copy(MICRO_CONFIG, root / "micro.yaml")
-    res = snakemake("--cores", "2", "-d", root, "--configfile", root / "micro.yaml", timeout=900)
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(MICRO_GPUS), "NSR_GPU_LOCK_DIR": str(root / "gpu-locks")}
+    res = snakemake("--cores", "2", "--resources", "gpu=2", "-d", root, "--configfile", root / "micro.yaml",
+                    timeout=900, env=env)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return root
 

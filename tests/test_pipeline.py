@@ -2,14 +2,17 @@
 objectives, two training steps), then what a user does next: rerun one cell, touch code,
 build the report. Plans of the real study are dry runs."""
 
+import json
 import os
 import re
 import time
+from datetime import datetime
+from itertools import combinations
 
 import pandas as pd
 import yaml
 
-from conftest import MICRO, REPO, snakemake
+from conftest import MICRO, MICRO_GPUS, REPO, snakemake
 
 CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
 
@@ -57,6 +60,35 @@ def test_micro_demo_tests_every_claim_on_both_models(micro):
     assert sorted(trend["claim"]) == sorted(CLAIMS) and set(trend["models"]) == {2}
     front = (micro / "results/report/front_page.rst").read_text()
     assert front.startswith("Negative vs positive reinforcement") and "9 of the paper's claims × 2 models = 18" in front
+
+
+CLAIMED = re.compile(r"GPU (\S+) claimed by pid (\d+) \((.+?)\) at (\S+) after waiting")
+EXITED = re.compile(r"GPU (\S+) held by pid (\d+) until its exit at (\S+)")
+
+
+def test_gpu_jobs_held_distinct_gpus_side_by_side(micro):
+    """The micro run had 18 GPU jobs, two cores and two (made-up) GPUs: from each job's log, the
+    GPU it claimed and from when to when; jobs that ran at the same time held different GPUs, each
+    GPU was used, and the metrics name the job's GPU."""
+    held = []
+    for path in sorted((micro / "logs/train").rglob("*.log")) + sorted((micro / "logs/eval").rglob("*.log")):
+        text = path.read_text()
+        claimed, exited = CLAIMED.search(text), EXITED.search(text)
+        assert claimed and exited and claimed[1] == exited[1] and claimed[2] == exited[2], path
+        job = path.relative_to(micro / "logs").with_suffix("")  # train/tiny-a/NSR/seed0, eval/tiny-a/base, …
+        held.append((claimed[1], datetime.fromisoformat(claimed[4]), datetime.fromisoformat(exited[3]), job))
+        if job.parts[0] == "train":
+            records = [json.loads(ln) for ln in (micro / "results" / job / "metrics.jsonl").read_text().splitlines()]
+            assert {(r["gpus"], r["device"]) for r in records} == {(claimed[1], "cpu")}, job
+            assert claimed[0] in (micro / "work" / job.relative_to("train") / "attempts/attempt-1.log").read_text()
+        else:
+            summary = json.loads((micro / "results" / job / "metrics.json").read_text())
+            assert (summary["gpus"], summary["device"]) == (claimed[1], "cpu"), job
+    assert len(held) == 2 * 4 + 2 + 2 * 4
+    assert {gpu for gpu, *_ in held} == set(MICRO_GPUS)
+    together = [(a, b) for a, b in combinations(held, 2) if a[1] < b[2] and b[1] < a[2]]
+    assert together, "no two GPU jobs ran at the same time, so this run shows nothing"
+    assert [(a[3], b[3]) for a, b in together if a[0] == b[0]] == []
 
 
 def test_forcerun_one_cell_replans_only_that_cell_and_the_report(micro):

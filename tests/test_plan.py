@@ -6,8 +6,9 @@ import yaml
 from conftest import REPO
 from nsr_study.plan import THROUGHPUT as STORED
 from nsr_study.config import load_config
-from nsr_study.plan import (PlanError, Rates, count_test_problems, evaluate_seconds, generate_calls,
-                            load_throughput, main, rates_from, study_rows, train_seconds, validation_count)
+from nsr_study.plan import (Job, PlanError, Rates, chains, count_test_problems, evaluate_seconds, generate_calls,
+                            list_schedule, load_throughput, main, rates_from, schedule_bounds, study_jobs, study_rows,
+                            train_seconds, validation_count)
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -94,6 +95,38 @@ def test_two_model_grid_by_hand():
     assert [r.jobs for r in three_seeds] == [3, 3, 1, 1, 3, 3]
 
 
+def test_chains_by_hand():
+    """A (2 s) then B (3 s); C (4 s) alone: from A's start 5 s remain at least."""
+    assert chains([Job(2), Job(3, (0,)), Job(4)]) == [5, 3, 4]
+
+
+# Two cells (train 1 s, then its evaluation 5 s) and a base evaluation (4 s): the study's DAG.
+CELLS = [Job(1), Job(1), Job(5, (0,)), Job(5, (1,)), Job(4)]
+
+
+def test_list_schedule_by_hand():
+    """2 GPUs: both trains first (their chains, 6 s, are the longest), at 1 s both evaluations
+    (5 s, to 6 s), then the base evaluation, 6 to 10 s. (The best order, 9 s, puts the base
+    evaluation beside the two trains; the rule is a heuristic, inside its bounds.) One GPU runs
+    everything back to back; a job that must wait leaves the other GPU idle."""
+    assert list_schedule(CELLS, 2) == 10
+    assert schedule_bounds(CELLS, 2) == (8, 11)  # max(16 / 2, 6); 16 / 2 + (1 − 1/2) × 6
+    assert list_schedule(CELLS, 1) == 16 and schedule_bounds(CELLS, 1) == (16, 16)
+    assert list_schedule(CELLS, 5) == 6  # the longest chain
+    assert list_schedule([Job(2), Job(3, (0,))], 2) == 5
+    assert list_schedule([], 3) == 0
+
+
+def test_study_jobs_follow_the_dag():
+    """Per model: a train job per cell, each cell's evaluation after its own train job, one base
+    evaluation after none; seconds from the rows (two-model grid, two seeds)."""
+    rows = study_rows(grid() | {"seeds": [0, 1]}, problems=6, throughput=THROUGHPUT, card="X")
+    jobs = study_jobs(rows)
+    assert [j.after for j in jobs] == [(), (), (0,), (1,), (), (), (), (5,), (6,), ()]
+    assert [j.seconds for j in jobs] == pytest.approx([31.12] * 2 + [8.47] * 3 + [58.24] * 2 + [13.19] * 3)
+    assert list_schedule(jobs, 1) == pytest.approx(sum(r.hours for r in rows) * 3600)
+
+
 def test_unmeasured_backend_card_or_model_is_never_costed():
     for rows in (study_rows(grid(), 6, THROUGHPUT, "X", backend="vllm"), study_rows(grid(), 6, THROUGHPUT, "Y")):
         assert all(r.hours is None and "no " in r.missing for r in rows)
@@ -160,8 +193,18 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
     for rule in ("train", "evaluate_base", "evaluate_cell"):
         assert f"\n{rule} " in out
     assert "INCOMPLETE" in out and "no hf measurement of org/unmeasured on H100-80GB" in out
+    assert f"wall-clock 1 GPU {total:.1f} h" in " ".join(out.split())
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--gpus", "8"])
+    wall = list_schedule(study_jobs(rows), 8) / 3600
+    low, high = (b / 3600 for b in schedule_bounds(study_jobs(rows), 8))
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wall-clock"))
+    assert f"8 GPUs {wall:.1f} h" in " ".join(line.split()) and f"{low:.1f}–{high:.1f} h" in line
+    assert line.endswith("INCOMPLETE: unmeasured jobs count 0 h")
     main(["--configfile", "config/config.yaml", "--configfile", str(overlay)])  # the config's backends: vLLM
     assert "no vllm measurement of Qwen/Qwen2.5-0.5B-Instruct" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--configfile", "config/config.yaml", "--card", "B200"])
     assert "B200 has no measurement" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--configfile", "config/config.yaml", "--gpus", "0"])
+    assert "--gpus: 0; the study needs at least one GPU" in capsys.readouterr().err

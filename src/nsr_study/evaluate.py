@@ -76,7 +76,7 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
     summary = summarize(problems, n)
     summary.update(
         n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"],
-        parameters=sum(p.numel() for p in model.parameters()),
+        device=device, parameters=sum(p.numel() for p in model.parameters()),
         response_length_mean=float(np.mean([len(r) for r in sampled.response_ids])),
         truncation_rate=float(np.mean(sampled.truncated)),
         greedy_truncation_rate=float(np.mean(greedy.truncated)),
@@ -101,17 +101,22 @@ def main(argv=None) -> None:
     ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
     args = ap.parse_args(argv)
+    from nsr_study.devices import pin
     from nsr_study.logs import setup_logging
 
     setup_logging(args.log)
+    cfg = json.loads(args.config)
+    label = cfg["label"]
+    claim = pin(args.gpus, f"evaluate {label['model']}/{label['objective']}"
+                + (f"/seed{label['seed']}" if label["seed"] is not None else ""))  # before CUDA starts
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = json.loads(args.config)
     cfg["evaluate"] |= json.loads(args.runtime)
-    seed = cfg["label"]["seed"] or 0  # a base model has no training seed; its sampling uses 0
+    seed = label["seed"] or 0  # a base model has no training seed; its sampling uses 0
     summary, problems = evaluate(args.model, args.test, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
-    summary = cfg["label"] | summary
+    summary = label | summary | {"gpus": ",".join(claim.ids)}
     Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
     write_jsonl(problems, args.problems, fields=None)

@@ -1,7 +1,8 @@
-"""The study's GPU cost before it starts: expected GPU-hours per rule and in total.
+"""The study's GPU cost before it starts: expected GPU-hours per rule and in total, and the
+wall-clock on a node of ``--gpus`` GPUs.
 
     python -m nsr_study.plan --configfile config/config.yaml [--configfile overlay.yaml]
-                             [--card H100-80GB] [--backend hf|vllm]
+                             [--card H100-80GB] [--backend hf|vllm] [--gpus 8]
 
 Config files are merged in order as Snakemake merges ``--configfile`` overlays, checked and
 completed with the schema's defaults as the Snakefile does, and the whole grid is costed
@@ -9,6 +10,11 @@ completed with the schema's defaults as the Snakefile does, and the whole grid i
 outputs exist. Rates come from ``throughput.yaml`` beside this module: raw seconds measured
 by the bench scripts on a named card and backend. A (card, backend, model) without a
 measurement is reported as unmeasured and left out of the total, which then says so.
+
+The wall-clock schedules the DAG's GPU jobs, one GPU each (every GPU rule asks for one, and
+``nsr_study.devices`` gives each its own): an ``evaluate_cell`` job starts after its ``train``
+job, ``evaluate_base`` runs beside training. The CPU jobs (data, tiny models, tables, figures)
+take minutes and are not counted.
 
 The model is an upper bound of the configured work at the measured speeds:
 - every ``generate`` call runs ``max_new_tokens`` decoding steps (a batch stops only when its
@@ -25,6 +31,8 @@ The model is an upper bound of the configured work at the measured speeds:
 from __future__ import annotations
 
 import argparse
+import heapq
+import math
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -243,6 +251,81 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
     return rows
 
 
+# ---------------------------------------------------------------- wall-clock on N GPUs (pure)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One GPU job of the DAG: its seconds, and the jobs (indices) that must end before it starts."""
+
+    seconds: float
+    after: tuple[int, ...] = ()
+
+
+def chains(jobs: list[Job]) -> list[float]:
+    """Each job's seconds plus the longest chain of jobs waiting for it: the least time from its
+    start to the end of the study."""
+    waiting = [[] for _ in jobs]
+    for i, job in enumerate(jobs):
+        for j in job.after:
+            waiting[j].append(i)
+    out: list[float | None] = [None] * len(jobs)
+
+    def chain(i: int) -> float:
+        if out[i] is None:
+            out[i] = jobs[i].seconds + max((chain(k) for k in waiting[i]), default=0.0)
+        return out[i]
+
+    return [chain(i) for i in range(len(jobs))]
+
+
+def list_schedule(jobs: list[Job], gpus: int) -> float:
+    """Seconds from the first start to the last end when ``gpus`` GPUs run one-GPU ``jobs`` as a
+    list schedule: whenever a GPU is free, it starts the ready job (every job it waits for has
+    ended) with the longest chain ahead of it (``chains``; ties: the first listed), the rule that
+    keeps long chains from starting last. Snakemake does not know job durations, so its own order
+    may differ; ``schedule_bounds`` gives the range of every order that never idles a GPU while a
+    job is ready."""
+    priority = chains(jobs)
+    end: dict[int, float] = {}
+    free = [0.0] * gpus  # when each GPU is next free
+    pending = list(range(len(jobs)))
+    while pending:
+        t = heapq.heappop(free)
+        ready = [i for i in pending if all(end.get(j, math.inf) <= t for j in jobs[i].after)]
+        if not ready:  # wait for the next job to end
+            heapq.heappush(free, min(e for e in end.values() if e > t))
+            continue
+        i = max(ready, key=lambda i: (priority[i], -i))
+        pending.remove(i)
+        end[i] = t + jobs[i].seconds
+        heapq.heappush(free, end[i])
+    return max(end.values(), default=0.0)
+
+
+def schedule_bounds(jobs: list[Job], gpus: int) -> tuple[float, float]:
+    """(lower, upper) wall-clock seconds: no order beats the larger of the work per GPU W/N and
+    the longest chain C; no list schedule takes longer than W/N + (1 − 1/N)·C (Graham's bound:
+    whenever a GPU of such a schedule idles, a job of one chain of the DAG is running)."""
+    work, longest = sum(j.seconds for j in jobs), max(chains(jobs), default=0.0)
+    return max(work / gpus, longest), work / gpus + (1 - 1 / gpus) * longest
+
+
+def study_jobs(rows: list[Row]) -> list[Job]:
+    """The GPU jobs of ``study_rows``' grid: per model, each ``evaluate_cell`` waits for its
+    ``train`` job; ``evaluate_base`` waits for none (it runs beside training). An unmeasured
+    job counts 0 s (the plan then says it is incomplete)."""
+    seconds = {(r.rule, r.model): (r.job_hours or 0.0) * 3600 for r in rows}
+    cells = {r.model: r.jobs for r in rows if r.rule == "train"}
+    jobs = []
+    for model, n in cells.items():
+        trains = range(len(jobs), len(jobs) + n)
+        jobs += [Job(seconds["train", model]) for _ in trains]
+        jobs += [Job(seconds["evaluate_cell", model], (t,)) for t in trains]
+        jobs.append(Job(seconds["evaluate_base", model]))
+    return jobs
+
+
 # ---------------------------------------------------------------- the configured study
 
 
@@ -263,9 +346,23 @@ def count_test_problems(data: dict) -> int:
     return round(rows * data["test_fraction"])
 
 
+def wall_clock_line(rows: list[Row], gpus: int) -> str:
+    """The study's wall-clock on ``gpus`` GPUs (``list_schedule``), with the range of any order
+    that keeps the GPUs busy when there are several."""
+    jobs = study_jobs(rows)
+    hours = list_schedule(jobs, gpus) / 3600
+    low, high = (b / 3600 for b in schedule_bounds(jobs, gpus))
+    line = f"{'wall-clock':14s} {gpus:4d} GPU{'s' if gpus > 1 else ' '} {hours:9.1f} h     = {hours / 24:.1f} days"
+    if gpus > 1:
+        line += (f" (a free GPU takes the ready job with the longest chain ahead; any order that never idles a GPU "
+                 f"while a job is ready: {low:.1f}–{high:.1f} h)")
+    return line + ("; INCOMPLETE: unmeasured jobs count 0 h" if any(r.hours is None for r in rows) else "")
+
+
 def report(rows: list[Row], config: dict, problems: int, card: str, backend: str | None, throughput: dict,
-           configfiles: list[str]) -> str:
-    """The printed plan: one line per rule and model, subtotals per rule, total, assumptions."""
+           configfiles: list[str], gpus: int = 1) -> str:
+    """The printed plan: one line per rule and model, subtotals per rule, total, wall-clock on
+    ``gpus`` GPUs, assumptions."""
     t, e = config["train"], config["evaluate"]
     backends = backend or f"train {t['backend']}, evaluate {e['backend']}"
     cells = len(config["objectives"]) * len(config["seeds"])
@@ -298,6 +395,7 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
     else:
         out.append(f"{'total':14s} {sum(r.jobs for r in rows):4d} jobs {hours:9.1f} GPU-h = {hours / 24:.1f} days on one "
                    "GPU" + (f"; INCOMPLETE: {sum(r.jobs for r in gaps)} jobs unmeasured" if gaps else ""))
+        out.append(wall_clock_line(rows, gpus))
     batches = sorted({b for prompts, n in ((t["prompts_per_step"], t["rollouts_per_prompt"]),
                                            (config["data"]["val_size"], 1), (problems, 1), (problems, e["n"]))
                       for b in generate_calls(prompts, n, t["generation_batch_size"])})
@@ -319,9 +417,12 @@ def main(argv=None) -> None:
     ap.add_argument("--backend", choices=["hf", "vllm"], default=None,
                     help="cost every rule with this backend (default: train.backend / evaluate.backend)")
     ap.add_argument("--test-problems", type=int, default=None, help="test problems (default: from the data config)")
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs of the node: the wall-clock of the DAG's jobs on them")
     ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml", help="config schema (run from the repo root)")
     ap.add_argument("--throughput", default=str(THROUGHPUT), help="measured throughputs (default: the package's)")
     args = ap.parse_args(argv)
+    if args.gpus < 1:
+        ap.error(f"--gpus: {args.gpus}; the study needs at least one GPU")
     for f in (*args.configfile, args.schema, args.throughput):
         if not Path(f).is_file():
             ap.error(f"{f}: file not found (run from the repository root, or pass its path)")
@@ -336,7 +437,7 @@ def main(argv=None) -> None:
     except (ConfigError, PlanError) as e:
         sys.exit(str(e))
     rows = study_rows(config, problems, throughput, card, args.backend)
-    print(report(rows, config, problems, card, args.backend, throughput, args.configfile))
+    print(report(rows, config, problems, card, args.backend, throughput, args.configfile, args.gpus))
 
 
 if __name__ == "__main__":

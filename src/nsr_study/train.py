@@ -232,8 +232,10 @@ def encode_prompts(tokenizer, records: list[dict], cell: dict) -> list[list[int]
 
 
 def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_path: str, work_dir: str,
-        tensorboard_dir: str | None = None, device: str | None = None) -> None:
-    """Train one cell to ``train.steps`` steps, resuming from a valid checkpoint in ``work_dir``."""
+        tensorboard_dir: str | None = None, device: str | None = None, gpus: str = "") -> None:
+    """Train one cell to ``train.steps`` steps, resuming from a valid checkpoint in ``work_dir``.
+    ``gpus``: the device ids the job holds (``nsr_study.devices``), recorded with every step, as
+    is the device (a resumed run may have moved)."""
     from tqdm.auto import tqdm
     from transformers import set_seed
 
@@ -253,14 +255,15 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     train_prompts, val_prompts = encode_prompts(tokenizer, train, cell), encode_prompts(tokenizer, val, cell)
     val_golds = [r["answer"] for r in val]
     pad_id = pad_token_id(tokenizer)
+    where = dict(device=device, gpus=gpus)
 
     with Grader(cell["grading"]["workers"], cell["grading"]["timeout_s"]) as grader:
         if start == 0:
-            metrics.emit(dict(step=0) | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
+            metrics.emit(dict(step=0) | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
         bar = tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
                    desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step")
         for step in bar:
-            times, record = {}, dict(step=step, lr=optimizer.param_groups[0]["lr"])
+            times, record = {}, dict(step=step, lr=optimizer.param_groups[0]["lr"]) | where
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             idx = take_prompts(len(train), seed, cursor, cfg["prompts_per_step"])
@@ -311,17 +314,20 @@ def main(argv=None) -> None:
     ap.add_argument("--tensorboard", default=None)
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
     args = ap.parse_args(argv)
+    from nsr_study.devices import pin
     from nsr_study.logs import attempt_log, setup_logging
 
     attempt = attempt_log(Path(args.work) / "attempts")
     setup_logging(args.log, attempt)
+    cell = json.loads(args.cell)
+    claim = pin(args.gpus, f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")  # before CUDA starts
     log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cell = json.loads(args.cell)
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard)
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=",".join(claim.ids))
 
 
 if __name__ == "__main__":

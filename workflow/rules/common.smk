@@ -85,6 +85,8 @@ def cell_config(wildcards) -> str:
 
 
 def gpus_per_cell():
+    """GPUs of one training or evaluation job; the job claims that many distinct devices itself
+    (`--gpus {resources.gpu}`, nsr_study.devices), as Snakemake's local executor assigns none."""
     return 0 if config["train"]["device"] == "cpu" else 1
 
 

@@ -3,7 +3,8 @@
 
 EVAL_CMD = (
     "python -m nsr_study.evaluate --model {params.model} --test {input.test} --config {params.cfg:q}"
-    " --metrics {output.metrics} --problems {output.problems} --threads {threads} --log {log}"
+    " --metrics {output.metrics} --problems {output.problems} --threads {threads} --gpus {resources.gpu}"
+    " --log {log}"
     " --runtime " + runtime_arg(EVAL_RUNTIME)
 )
 

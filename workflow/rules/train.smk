@@ -6,7 +6,7 @@
 TRAIN_CMD = (
     "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
     " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
-    " --tensorboard {params.tensorboard} --threads {threads} --log {log}"
+    " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --log {log}"
     " --runtime " + runtime_arg(config["train"])
 )
 

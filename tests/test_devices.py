@@ -1,0 +1,193 @@
+"""GPU pinning (nsr_study.devices) without a GPU: the allocator reads its pool from
+CUDA_VISIBLE_DEVICES or nvidia-smi whatever the hardware, so tests give it made-up ids (and a
+fake nvidia-smi) and a private lock folder. Holders in other processes are real processes."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nsr_study.devices import (DeviceError, claim, inherited, lock_dir, lock_path, pool, visible_ids)
+
+# A process that claims one GPU of its environment's pool, prints the id, and holds it until killed.
+HOLD = ("import os, sys; from nsr_study.devices import claim; c = claim(1, sys.argv[1], os.environ, 5); "
+        "print(','.join(c.ids), flush=True); sys.stdin.read()")
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A pool of GPUs 0 and 1 with locks in a private folder."""
+    return {"CUDA_VISIBLE_DEVICES": "0,1", "NSR_GPU_LOCK_DIR": str(tmp_path / "locks")}
+
+
+@pytest.fixture
+def holders(env):
+    """Start holder processes (``start(label) -> (process, its GPU id)``); all killed at the end."""
+    procs = []
+
+    def start(label, **extra):
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, label], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=os.environ | env | extra)
+        procs.append(proc)
+        return proc, proc.stdout.readline().strip()
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def release(c):
+    for fd in c.fds:
+        os.close(fd)
+
+
+def test_visible_ids():
+    assert visible_ids("0,1") == ["0", "1"]
+    assert visible_ids(" 2, 3,,") == ["2", "3"]
+    assert visible_ids("") == []
+    assert visible_ids("GPU-8f2a,MIG-1") == ["GPU-8f2a", "MIG-1"]
+
+
+def fake_nvidia_smi(folder: Path, script: str) -> str:
+    """A PATH whose only nvidia-smi runs ``script`` (bash), recording its arguments in folder/args."""
+    folder.mkdir()
+    exe = folder / "nvidia-smi"
+    exe.write_text(f'#!/bin/bash\necho "$@" > {folder}/args\n{script}\n')
+    exe.chmod(0o755)
+    return str(folder)
+
+
+def test_pool_is_cuda_visible_devices_when_set_else_the_driver_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "printf '0\\n1\\n2\\n'"))
+    assert pool({}) == ["0", "1", "2"]
+    assert (tmp_path / "bin/args").read_text().split() == ["--query-gpu=index", "--format=csv,noheader"]
+    assert pool({"CUDA_VISIBLE_DEVICES": "2,0"}) == ["2", "0"]  # a subset given to the run, in its order
+    assert pool({"CUDA_VISIBLE_DEVICES": ""}) == []  # set but empty: no GPU, not the driver's list
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "broken", "echo 'NVIDIA-SMI has failed' >&2; exit 9"))
+    assert pool({}) == []
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert pool({}) == []
+
+
+def test_inherited_only_for_a_slurm_job_given_exactly_its_count():
+    slurm = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "0"}
+    assert inherited(slurm, 1) == ["0"]
+    assert inherited(slurm | {"CUDA_VISIBLE_DEVICES": "0,1"}, 2) == ["0", "1"]
+    assert inherited(slurm | {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, 1) is None  # an allocation to share: locks
+    assert inherited({"CUDA_VISIBLE_DEVICES": "0"}, 1) is None  # a user's subset, not a scheduler's pin
+    assert inherited({"SLURM_JOB_ID": "42"}, 1) is None
+
+
+def test_lock_dir_and_file_names():
+    assert lock_dir({"NSR_GPU_LOCK_DIR": "/x", "SLURM_JOB_ID": "7"}) == Path("/x")
+    assert lock_dir({}) == Path("/tmp/nsr_study-gpu-locks")
+    assert lock_dir({"SLURM_JOB_ID": "7"}) == Path("/tmp/nsr_study-gpu-locks/slurm-7")
+    assert lock_path(Path("/l"), "3") == Path("/l/gpu-3.lock")
+    assert lock_path(Path("/l"), "MIG-GPU-ab/1/0") == Path("/l/gpu-MIG-GPU-ab_1_0.lock")
+
+
+def test_claims_take_distinct_ids_all_or_nothing(env, tmp_path):
+    env["CUDA_VISIBLE_DEVICES"] = "0,1,2"
+    first = claim(1, "a", env, timeout_s=0)
+    assert (first.ids, first.how) == (["0"], "claimed")
+    second = claim(2, "b", env, timeout_s=0)
+    assert second.ids == ["1", "2"]
+    assert lock_path(tmp_path / "locks", "1").read_text() == f"{os.getpid()} b\n"
+    release(first)
+    with pytest.raises(DeviceError):
+        claim(2, "c", env, timeout_s=0)  # only GPU 0 is free
+    third = claim(1, "d", env, timeout_s=0)  # and the failed claim did not keep it
+    assert third.ids == ["0"]
+    for c in (second, third):
+        release(c)
+
+
+def test_timeout_fails_with_one_line_naming_devices_and_holders(env, holders):
+    (a, got_a), (b, got_b) = holders("train tiny-a/NSR/seed0"), holders("evaluate tiny-b/base")
+    assert {got_a, got_b} == {"0", "1"}
+    with pytest.raises(DeviceError) as err:
+        claim(1, "train tiny-a/PSR/seed0", env, timeout_s=0.5, poll_s=0.1)
+    message = str(err.value)
+    assert "\n" not in message
+    assert re.match(r"train tiny-a/PSR/seed0: no 1 of GPUs 0,1 free after 0\.[5-9] s", message), message
+    pid = {got_a: a.pid, got_b: b.pid}
+    assert f"GPU 0 by pid {pid['0']} (" in message and f"GPU 1 by pid {pid['1']} (" in message
+    assert "(train tiny-a/NSR/seed0)" in message and "(evaluate tiny-b/base)" in message
+    assert "--resources gpu" in message and "NSR_GPU_LOCK_TIMEOUT_S" in message
+
+
+def test_sigkilled_holder_frees_its_id_for_the_next_job(env, holders):
+    env["CUDA_VISIBLE_DEVICES"] = "0"
+    proc, got = holders("train tiny-a/NSR/seed0")
+    assert got == "0"
+    with pytest.raises(DeviceError, match=f"GPU 0 by pid {proc.pid} "):
+        claim(1, "next", env, timeout_s=0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = claim(1, "next", env, timeout_s=5)
+    assert after.ids == ["0"]
+    release(after)
+
+
+def test_inherited_slurm_pin_is_used_unchanged_without_locks(env, tmp_path):
+    slurm = env | {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "3"}
+    c = claim(1, "train", slurm, timeout_s=0)
+    assert (c.ids, c.how, c.fds) == (["3"], "inherited", [])
+    assert not (tmp_path / "locks").exists()
+
+
+def test_no_gpu_visible_runs_on_the_cpu_and_too_many_fail_at_once(env):
+    assert claim(1, "train", env | {"CUDA_VISIBLE_DEVICES": ""}, timeout_s=0).ids == []
+    assert claim(0, "train", env, timeout_s=0).how == "none"
+    with pytest.raises(DeviceError, match="train: asks for 3 GPUs, but only 2 are visible \\(0,1\\)"):
+        claim(3, "train", env, timeout_s=60)
+
+
+PIN = ("import os, sys; from nsr_study.devices import pin; from nsr_study.logs import setup_logging; "
+       "setup_logging(); pin(int(sys.argv[1]), 'job'); "
+       "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER'))")
+
+
+def run_pin(count: int, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PIN, str(count)], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "SLURM_"))} | env)
+
+
+def test_pin_sets_the_process_environment_and_logs_claim_and_exit(env, holders, tmp_path):
+    holders("other")  # holds GPU 0
+    res = run_pin(1, env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "None"]  # the user's order of a given CUDA_VISIBLE_DEVICES is kept
+    claimed = re.search(r"GPU 1 claimed by pid (\d+) \(job\) at (\S+) after waiting 0\.0 s", res.stderr)
+    exited = re.search(r"GPU 1 held by pid (\d+) until its exit at (\S+)", res.stderr)
+    assert claimed and exited and claimed[1] == exited[1] and claimed[2] < exited[2], res.stderr
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", "printf '0\\n1\\n'")
+    res = run_pin(1, {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"} | {"PATH": bin_dir})
+    assert res.stdout.split() == ["1", "PCI_BUS_ID"]  # nvidia-smi's indices are in PCI bus order
+    res = run_pin(1, env | {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "0"})
+    assert res.stdout.split() == ["0", "None"]  # inherited: GPU 0 although another process locks it here
+    assert "GPU 0 from SLURM job 42 (CUDA_VISIBLE_DEVICES), used unchanged" in res.stderr
+
+
+def test_pin_without_any_gpu_runs_on_the_cpu(env, tmp_path):
+    """device: auto on a machine without GPUs: the job asks for one and is told there is none."""
+    res = run_pin(1, env | {"CUDA_VISIBLE_DEVICES": ""})
+    assert res.returncode == 0 and "job: asks for 1 GPU, but none is visible (CUDA_VISIBLE_DEVICES is empty): " \
+        "running on the CPU" in res.stderr, res.stderr
+    res = run_pin(2, {"NSR_GPU_LOCK_DIR": env["NSR_GPU_LOCK_DIR"], "PATH": str(tmp_path / "empty")})
+    assert res.returncode == 0 and "asks for 2 GPUs, but none is visible (nvidia-smi lists none)" in res.stderr
+    assert res.stdout.split() == ["None", "None"]
+
+
+def test_pin_failure_exits_with_one_logged_line(env, holders):
+    holders("a")
+    holders("b")
+    res = run_pin(1, env | {"NSR_GPU_LOCK_TIMEOUT_S": "0"})
+    assert res.returncode == 1 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ERROR job: no 1 of GPUs 0,1 free after 0.0 s" in lines[0], res.stderr
