@@ -25,6 +25,7 @@ The model is an upper bound of the configured work at the measured speeds:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -33,7 +34,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from nsr_study.config import ConfigError, load_config
+from nsr_study.config import ConfigError, load_config, objective_train
 from nsr_study.rollout import prompts_per_call
 
 THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
@@ -181,7 +182,8 @@ def train_seconds(t: dict, val_size: int, workers: int, grade_rate: float, rates
     return {
         "rollout": steps * generate_seconds(prompts, n, gbs, new, rates),
         "grading": steps * grading_seconds(sequences, workers, grade_rate),
-        "logprob": steps * tokens * rates.forward_s_per_token * (2 if t["kl_coef"] else 1),  # + reference model
+        # π_old, and the reference model's forward pass where this cell has a KL loss
+        "logprob": steps * tokens * rates.forward_s_per_token * (2 if t["kl_coef"] else 1),
         "update": steps * tokens * rates.update_s_per_token,
         "validation": validation_count(steps, t["val_every"]) * val,
     }
@@ -203,13 +205,19 @@ def evaluate_seconds(e: dict, problems: int, generation_batch_size: int, workers
 @dataclass
 class Row:
     """One rule for one model: ``jobs`` jobs, each taking ``phases`` (seconds by phase), or
-    unmeasured (``phases`` None, ``missing`` says what is missing)."""
+    unmeasured (``phases`` None, ``missing`` says what is missing). Training rows are per group
+    of ``objectives`` with the same settings (``train.per_objective`` can make them differ)."""
 
     rule: str
     model: str
     jobs: int
     phases: dict[str, float] | None
     missing: str = ""
+    objectives: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {','.join(self.objectives)}" if self.objectives else self.model
 
     @property
     def job_hours(self) -> float | None:
@@ -220,12 +228,22 @@ class Row:
         return None if self.phases is None else self.jobs * self.job_hours
 
 
+def objective_groups(train: dict, objectives: list[str]) -> list[tuple[str, ...]]:
+    """The objectives in groups that train with the same settings (``train.per_objective``
+    applied), in config order: each group costs the same per cell."""
+    groups: dict[str, list[str]] = {}
+    for o in objectives:
+        groups.setdefault(json.dumps(objective_train(train, o), sort_keys=True), []).append(o)
+    return [tuple(g) for g in groups.values()]
+
+
 def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
-    """One Row per (rule, model) of the configured grid; ``backend`` overrides the config's
-    train and evaluate backends."""
+    """One Row per (rule, model) of the configured grid, training rows per group of objectives
+    with the same settings; ``backend`` overrides the config's train and evaluate backends."""
     t, e, workers = config["train"], config["evaluate"], config["grading"]["workers"]
     grade_rate = throughput["grading"]["answers_per_s_per_worker"]
-    cells = len(config["objectives"]) * len(config["seeds"])
+    seeds = len(config["seeds"])
+    cells = len(config["objectives"]) * seeds
     rows = []
     for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", 1, e["backend"]),
                              ("evaluate_cell", cells, e["backend"])):
@@ -235,8 +253,10 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
             if rates is None:
                 rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}"))
             elif rule == "train":
-                rows.append(Row(rule, m["name"], jobs, train_seconds(t, config["data"]["val_size"], workers,
-                                                                     grade_rate, rates)))
+                for group in objective_groups(t, config["objectives"]):
+                    phases = train_seconds(objective_train(t, group[0]), config["data"]["val_size"], workers,
+                                           grade_rate, rates)
+                    rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group))
             else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
                 rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
                                                                         workers, grade_rate, rates)))
@@ -274,14 +294,14 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
            f"seeds = {len(config['models']) * cells} cells; {t['steps']} steps of {t['prompts_per_step']} × "
            f"{t['rollouts_per_prompt']} rollouts; test ≈ {problems} problems × (greedy + {e['n']} samples) of ≤ "
            f"{e['max_new_tokens']} tokens", "",
-           f"{'rule':14s} {'model':16s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
+           f"{'rule':14s} {'model (objectives)':32s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
     for r in rows:
         if r.phases is None:
-            out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {'unmeasured':>10s} {'-':>9s}  {r.missing}")
+            out.append(f"{r.rule:14s} {r.label:32s} {r.jobs:4d} {'unmeasured':>10s} {'-':>9s}  {r.missing}")
             continue
         total = sum(r.phases.values())
         top = sorted(r.phases.items(), key=lambda kv: -kv[1])[:3]
-        out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {r.job_hours:10.2f} {r.hours:9.1f}  "
+        out.append(f"{r.rule:14s} {r.label:32s} {r.jobs:4d} {r.job_hours:10.2f} {r.hours:9.1f}  "
                    + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
     out.append("")
     for rule in dict.fromkeys(r.rule for r in rows):
