@@ -23,7 +23,7 @@ def jobs(dry_run_output: str) -> dict[str, int]:
 def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
-    assert jobs(res.stdout) == {"prepare_data": 1, "train": 3 * 4 * 3, "evaluate_base": 3, "evaluate_cell": 36,
+    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 1, "train": 3 * 4 * 3, "evaluate_base": 3, "evaluate_cell": 36,
                                 "aggregate": 1, "figures": 1, "all": 1}
 
 
@@ -67,7 +67,7 @@ def test_touching_code_plans_no_retraining(micro):
     assert "Nothing to be done" in res.stdout, res.stdout[-3000:]
 
 
-def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell(micro):
+def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell_and_an_objectives_own_only_its(micro):
     def plan(**train):
         cfg = micro / "changed.yaml"
         cfg.write_text(yaml.safe_dump(MICRO | {"train": MICRO["train"] | train}))
@@ -77,6 +77,7 @@ def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell(mic
 
     assert "Nothing to be done" in plan(micro_batch_size=2, threads=2, checkpoint_every=2, generation_batch_size=7)
     assert jobs(plan(lr=2.0e-4))["train"] == 8
+    assert jobs(plan(per_objective={"NSR": {"lr": 2.0e-4}}))["train"] == 2  # NSR's cells of the two models
 
 
 def test_report_holds_every_figure_and_caption(micro):
