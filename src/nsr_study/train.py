@@ -1,6 +1,8 @@
 """RL fine-tuning of one (model × objective × seed) cell: the paper's algorithm, step by step.
 
-Each step: the next ``prompts_per_step`` prompts of a seeded epoch order → ``rollouts_per_prompt``
+Before any model work, train and validation prompts longer than ``max_prompt_tokens`` are
+dropped and counted (``fitting_prompts``). Each step: the next ``prompts_per_step`` prompts of a
+seeded epoch order → ``rollouts_per_prompt``
 samples each from the current policy (``rollout``) → rewards by math-verify and advantages by
 objective, zero-advantage samples dropped where the objective says so (``episodes``) → π_old
 log-probs once, then PPO-clip optimizer steps over minibatches of the kept samples (``update``)
