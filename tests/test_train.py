@@ -170,24 +170,24 @@ def test_gpu_share_check_by_hand():
     from nsr_study.train import check_gpu_share
 
     n, gpu = 3_086_000_000, 80 * 2**30
-    assert check_gpu_share(n, gpu, 0.2, reference=False) is None  # 64 GiB ≥ 1.3 × 45.98 = 59.8
-    warning = check_gpu_share(n, gpu, 0.35, reference=False)  # 52 GiB: fits the states, not 1.3× them
+    assert check_gpu_share(n, gpu, 0.2, reference_bytes=0) is None  # 64 GiB ≥ 1.3 × 45.98 = 59.8
+    warning = check_gpu_share(n, gpu, 0.35, reference_bytes=0)  # 52 GiB: fits the states, not 1.3× them
     assert "leaves 52.0 GiB" in warning and "need 46.0 GiB" in warning and "at most 0.25" in warning
     with pytest.raises(ValueError, match=r"leaves 40\.0 GiB .* lower it to at most 0\.25"):
-        check_gpu_share(n, gpu, 0.5, reference=False)
+        check_gpu_share(n, gpu, 0.5, reference_bytes=0)
 
 
 def test_gpu_share_check_counts_the_reference_model():
-    """With a KL loss the fp32 reference adds 4 B per parameter: 20 × 3.086e9 B = 57.48 GiB, so
-    share 0.2 (64 GiB) now only warns (< 1.3 × 57.48 = 74.7) and 0.35 (52 GiB) is refused; the
-    advice is 1 − 1.3 × 57.48 / 80 = 0.07."""
+    """A bf16 reference adds 2 B per parameter: 18 × 3.086e9 B = 51.73 GiB, so share 0.2
+    (64 GiB) now only warns (< 1.3 × 51.73 = 67.3) and 0.4 (48 GiB) is refused; the advice is
+    1 − 1.3 × 51.73 / 80 = 0.16."""
     from nsr_study.train import check_gpu_share
 
     n, gpu = 3_086_000_000, 80 * 2**30
-    warning = check_gpu_share(n, gpu, 0.2, reference=True)
-    assert "need 57.5 GiB" in warning and "reference model" in warning and "at most 0.07" in warning
-    with pytest.raises(ValueError, match=r"leaves 52\.0 GiB .* need 57\.5 GiB .* at most 0\.07"):
-        check_gpu_share(n, gpu, 0.35, reference=True)
+    warning = check_gpu_share(n, gpu, 0.2, reference_bytes=2 * n)
+    assert "need 51.7 GiB" in warning and "reference model" in warning and "at most 0.16" in warning
+    with pytest.raises(ValueError, match=r"leaves 48\.0 GiB .* need 51\.7 GiB .* at most 0\.16"):
+        check_gpu_share(n, gpu, 0.4, reference_bytes=2 * n)
 
 
 def test_episodes_by_hand():
@@ -223,7 +223,7 @@ def test_reference_model_is_loaded_only_for_cells_with_a_kl_loss(setup):
     """The study config gives GRPO kl_coef 1e-3 and the others 0: only the GRPO cell loads the
     frozen reference model, a copy of the starting weights."""
     from nsr_study.loading import load_tokenizer
-    from nsr_study.train import prepare
+    from nsr_study.train import model_bytes, prepare
 
     root, _ = setup
     tokenizer = load_tokenizer(str(root / "model"))
@@ -233,6 +233,10 @@ def test_reference_model_is_loaded_only_for_cells_with_a_kl_loss(setup):
         assert (ref_model is not None) == expected == bool(cell["train"]["kl_coef"]), objective
     policy, ref = model.state_dict(), prepare(cell_config(str(root / "model"), "GRPO"), None, "cpu", tokenizer)[1]
     assert all(torch.equal(t, policy[k]) for k, t in ref.state_dict().items()) and not ref.training
+    bf16 = prepare(cell_config(str(root / "model"), "GRPO", dtype="bfloat16"), None, "cpu", tokenizer)[1]
+    n = sum(p.numel() for p in bf16.parameters())
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and model_bytes(bf16) == 2 * n  # as verl's
+    assert model_bytes(None) == 0 and model_bytes(model) == 4 * n
 
 
 def test_overlong_prompts_are_dropped_and_counted_not_fatal(setup, tmp_path):

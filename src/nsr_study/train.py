@@ -181,29 +181,32 @@ class Metrics:
 
 
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights + gradients + two AdamW moments
-REFERENCE_BYTES_PER_PARAM = 4  # the frozen reference model's fp32 weights (load_causal_lm), no gradients
 
 
-def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference: bool) -> str | None:
+def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference_bytes: int) -> str | None:
     """Check, before any work, that a colocated vLLM engine taking ``share`` of the GPU leaves
     room for training: the AdamW moments appear only at the first update, so an impossible
-    share would otherwise fail minutes into the run. With a KL loss (``reference``) the frozen
-    reference model's fp32 weights sit beside them. Raises when even the weights, gradients,
+    share would otherwise fail minutes into the run. With a KL loss the frozen reference
+    model's weights (``reference_bytes``, 0 without) sit beside them. Raises when even the weights, gradients,
     moments (and reference) cannot fit; returns a warning when the room is under 1.3× that
     (activations: bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5
     0.5B / 1.5B / 3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per parameter). None when it fits."""
-    per_param = TRAIN_BYTES_PER_PARAM + (REFERENCE_BYTES_PER_PARAM if reference else 0)
-    need, room = per_param * n_params, gpu_bytes * (1 - share)
+    need, room = TRAIN_BYTES_PER_PARAM * n_params + reference_bytes, gpu_bytes * (1 - share)
     advice = (f"train.gpu_memory_utilization = {share} leaves {room / 2**30:.1f} GiB of this GPU's "
               f"{gpu_bytes / 2**30:.0f} GiB to train {n_params / 1e9:.2f} B parameters, which need "
               f"{need / 2**30:.1f} GiB for fp32 weights, gradients and AdamW moments"
-              f"{' and the fp32 reference model (train.kl_coef > 0)' if reference else ''} alone")
+              f"{' and the reference model (train.kl_coef > 0)' if reference_bytes else ''} alone")
     suggest = max(0.0, 1 - 1.3 * need / gpu_bytes)
     if need > room:
         raise ValueError(f"{advice}; lower it to at most {suggest:.2f} (vLLM needs its bf16 weights plus KV cache)")
     if 1.3 * need > room:
         return f"{advice} plus activations; training may run out of memory, consider at most {suggest:.2f}"
     return None
+
+
+def model_bytes(model) -> int:
+    """Bytes of a model's weights (0 for none)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) if model is not None else 0
 
 
 def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
@@ -216,12 +219,14 @@ def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
     model = load_causal_lm(ckpt or cell["model_id"], device)
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    ref_model = load_causal_lm(cell["model_id"], device).eval() if cfg["kl_coef"] else None
+    # stored in the compute dtype, as verl keeps its reference policy (bf16), which halves its memory
+    ref_dtype = torch.bfloat16 if cfg["dtype"] == "bfloat16" else torch.float32
+    ref_model = load_causal_lm(cell["model_id"], device, ref_dtype).eval() if cfg["kl_coef"] else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                   fused=device == "cuda")
     if cfg["backend"] == "vllm" and device == "cuda":
         warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
-                                  cfg["gpu_memory_utilization"], reference=ref_model is not None)
+                                  cfg["gpu_memory_utilization"], reference_bytes=model_bytes(ref_model))
         if warning:
             log.warning(warning)
     backend = make_backend(cfg["backend"], model, tokenizer, cell["model_id"], cfg, cell["seed"])

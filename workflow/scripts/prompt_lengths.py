@@ -12,6 +12,9 @@ from nsr_study.logs import setup_logging
 from nsr_study.prompt_lengths import model_row
 
 
+log = logging.getLogger("nsr_study.prompt_lengths")
+
+
 def main(smk):
     setup_logging(smk.log[0])
     splits = {split: read_jsonl(smk.input[split]) for split in ("train", "val", "test")}
@@ -23,9 +26,11 @@ def main(smk):
         except ValueError as e:
             errors.append(f"model {name}: {e}")
     if errors:
-        raise SystemExit("prompts that no job could use:\n  " + "\n  ".join(errors))
+        message = "prompts that no job could use:\n  " + "\n  ".join(errors)
+        log.error(message)  # into the rule's log too, beside the job's stderr
+        raise SystemExit(message)
     table = pd.DataFrame(rows)
-    logging.getLogger("nsr_study.prompt_lengths").info("\n%s", table.to_string(index=False))
+    log.info("\n%s", table.to_string(index=False))
     table.to_csv(smk.output[0], index=False)
 
 
