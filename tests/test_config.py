@@ -125,6 +125,7 @@ def test_objective_train_applies_only_that_objectives_entry():
     from nsr_study.config import objective_train
 
     train = study_config()["train"]
+    assert train["per_objective"] == {"GRPO": {"kl_coef": 1e-3}}  # no schema default filled into an entry
     cells = {o: objective_train(train, o) for o in ("GRPO", "PSR", "NSR", "W_REINFORCE")}
     assert {o: c["kl_coef"] for o, c in cells.items()} == {"GRPO": 1e-3, "PSR": 0.0, "NSR": 0.0, "W_REINFORCE": 0.0}
     assert all("per_objective" not in c for c in cells.values())
