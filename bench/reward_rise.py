@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nsr_study.config import load_config
+from nsr_study.config import load_config, objective_train
 from nsr_study.data import read_jsonl
 from nsr_study.metrics import mean_se
 from nsr_study.train import run
@@ -47,10 +47,11 @@ def main() -> None:
           f"{cfg['train']['rollouts_per_prompt']}, lr {cfg['train']['lr']}")
     control = None
     with tempfile.TemporaryDirectory() as tmp:
-        for objective, lr in [("GRPO", 0.0)] + [(o, cfg["train"]["lr"]) for o in args.objectives]:
+        for objective, frozen in [("GRPO", True)] + [(o, False) for o in args.objectives]:
+            train = objective_train(cfg["train"], objective) | ({"lr": 0.0} if frozen else {})
+            lr = train["lr"]
             cell = {"model_name": args.model, "model_id": str(args.root / model["id"]), "objective": objective,
-                    "seed": args.seed, "prompt": cfg["prompt"], "train": cfg["train"] | {"lr": lr},
-                    "grading": cfg["grading"]}
+                    "seed": args.seed, "prompt": cfg["prompt"], "train": train, "grading": cfg["grading"]}
             out = Path(tmp) / f"{objective}-{lr}"
             run(cell, str(data / "train.jsonl"), str(data / "val.jsonl"), str(out / "policy"),
                 str(out / "metrics.jsonl"), str(out / "work"))

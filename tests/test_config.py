@@ -12,6 +12,10 @@ BAD = {
     "fraction above one": ({"data": {"test_fraction": 1.5}}, "data.test_fraction: 1.5 is greater than the maximum"),
     "negative lr": ({"train": {"lr": -1.0e-6}}, "train.lr: -1e-06 is less than the minimum of 0"),
     "model without id": ({"models": [{"name": "qwen"}]}, "models[0].id: required field is missing"),
+    "per-objective key that must be shared": (
+        {"train": {"per_objective": {"NSR": {"steps": 3}}}},
+        "train.per_objective.NSR: unknown field(s) are not allowed ('steps' was unexpected); allowed: lr, ",
+    ),
     "missing data path": (
         {"data": {"source": "local", "local": {"train": "/nope/train.jsonl", "test": "/nope/test.jsonl"}}},
         "data.local.train: file not found: /nope/train.jsonl",
@@ -99,3 +103,33 @@ def test_sorted_keys_orders_every_mapping_and_keeps_lists():
     out = sorted_keys({"b": {"y": 1, "x": [{"q": 2, "p": 3}]}, "a": 0})
     assert out == {"a": 0, "b": {"x": [{"p": 3, "q": 2}], "y": 1}}
     assert list(out) == ["a", "b"] and list(out["b"]) == ["x", "y"] and list(out["b"]["x"][0]) == ["p", "q"]
+
+
+def test_per_objective_refuses_unknown_objectives_keys_and_bad_values():
+    cfg = _base() | {"train": {"per_objective": {"GRPX": {"kl_coef": 1e-3}, "NSR": {"lr": -1, "temperature": 2}}}}
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, SCHEMA, _fill)
+    lines = sorted(str(err.value).splitlines()[1:])
+    assert lines == [
+        "  train.per_objective.NSR.lr: -1 is less than the minimum of 0",
+        "  train.per_objective.NSR: unknown field(s) are not allowed ('temperature' was unexpected); allowed: lr, "
+        "weight_decay, clip_eps, grad_clip, entropy_coef, kl_coef",
+        "  train.per_objective: 'GRPX' is not one of ['GRPO', 'PSR', 'NSR', 'W_REINFORCE']",
+    ]
+
+
+def test_objective_train_applies_only_that_objectives_entry():
+    """The study config: GRPO's cells get kl_coef 1e-3, the others the shared 0; no cell sees
+    per_objective itself. Changing NSR's entry changes NSR's train section and no other."""
+    from conftest import study_config
+    from nsr_study.config import objective_train
+
+    train = study_config()["train"]
+    assert train["per_objective"] == {"GRPO": {"kl_coef": 1e-3}}  # no schema default filled into an entry
+    cells = {o: objective_train(train, o) for o in ("GRPO", "PSR", "NSR", "W_REINFORCE")}
+    assert {o: c["kl_coef"] for o, c in cells.items()} == {"GRPO": 1e-3, "PSR": 0.0, "NSR": 0.0, "W_REINFORCE": 0.0}
+    assert all("per_objective" not in c for c in cells.values())
+    assert {k: v for k, v in cells["GRPO"].items() if cells["PSR"][k] != v} == {"kl_coef": 1e-3}
+    changed = train | {"per_objective": train["per_objective"] | {"NSR": {"lr": 3e-6}}}
+    assert [o for o in cells if objective_train(changed, o) != cells[o]] == ["NSR"]
+    assert objective_train(changed, "NSR") == cells["NSR"] | {"lr": 3e-6}

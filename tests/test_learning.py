@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import demo_config
+from nsr_study.config import objective_train
 from nsr_study import objectives, train
 from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.metrics import mean_se
@@ -59,7 +60,8 @@ def final_val(root, name: str, objective: str, lr: float) -> np.ndarray:
                          micro_batch_size=32, max_new_tokens=SPEC["max_new_tokens"], val_every=STEPS, val_samples=8,
                          checkpoint_every=STEPS)
     cell = {"model_name": "tiny", "model_id": str(root / "model"), "objective": objective, "seed": 0,
-            "prompt": PROMPT, "train": cfg["train"], "grading": cfg["grading"] | {"workers": 1}}
+            "prompt": PROMPT, "train": objective_train(cfg["train"], objective),
+            "grading": cfg["grading"] | {"workers": 1}}
     out = root / name
     train.run(cell, root / "train.jsonl", root / "val.jsonl", out / "policy", out / "metrics.jsonl", out / "work")
     return np.array(read_jsonl(out / "metrics.jsonl")[-1]["val_pass_rates"])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nsr_study.objectives import advantages, clip_loss, loss_denominator, loss_numerator, low_var_kl
+from nsr_study.objectives import advantages, clip_loss, grpo_advantages, loss_denominator, loss_numerator, low_var_kl
 
 # four groups of four rollouts: mixed 1/4, all correct, all wrong, mixed 2/4
 R = torch.tensor([1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0], dtype=torch.float32)
@@ -33,9 +33,13 @@ def test_psr_nsr_w_reinforce_by_hand_no_normalisation():
     assert advantages(R, G, "PSR", lam=0.1)[4:8].tolist() == [1, 1, 1, 1]
 
 
-def test_grpo_group_of_one_uses_raw_reward():
-    a = advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), "GRPO", lam=0.1)
-    assert a.tolist() == [1.0, 0.0]
+def test_grpo_group_of_one_has_mean_0_and_std_1():
+    """As in verl: a lone sample's advantage is (r − 0)/(1 + ε); with ε = 0.5 that is 2/3 for
+    r = 1, beside a group of two [1, 0] whose unbiased std is 1/√2: ±(0.5)/(0.7071 + 0.5)."""
+    a = grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([0, 1, 2, 2]), lam=0.1, eps=0.5)
+    assert a.tolist() == pytest.approx([2 / 3, 0.0, 0.5 / (0.5**0.5 + 0.5), -0.5 / (0.5**0.5 + 0.5)])
+    lone = advantages(torch.tensor([1.0]), torch.tensor([0]), "GRPO", lam=0.1).item()  # ε = 1e-6
+    assert lone == pytest.approx(1 / (1 + 1e-6), abs=1e-7) and lone != 1.0
 
 
 def test_registry_schema_and_figures_agree():

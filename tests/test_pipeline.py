@@ -5,6 +5,7 @@ build the report. Plans of the real study are dry runs."""
 import json
 import os
 import re
+import shutil
 import time
 from datetime import datetime
 from itertools import combinations
@@ -26,8 +27,8 @@ def jobs(dry_run_output: str) -> dict[str, int]:
 def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
-    assert jobs(res.stdout) == {"prepare_data": 1, "train": 3 * 4 * 3, "evaluate_base": 3, "evaluate_cell": 36,
-                                "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
+    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 1, "train": 3 * 4 * 3, "evaluate_base": 3,
+                                "evaluate_cell": 36, "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
 
 
 def test_micro_demo_writes_every_table_and_figure(micro):
@@ -113,7 +114,7 @@ def test_touching_code_plans_no_retraining(micro):
     assert "Nothing to be done" in res.stdout, res.stdout[-3000:]
 
 
-def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell(micro):
+def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell_and_an_objectives_own_only_its(micro):
     def plan(**train):
         cfg = micro / "changed.yaml"
         cfg.write_text(yaml.safe_dump(MICRO | {"train": MICRO["train"] | train}))
@@ -123,6 +124,25 @@ def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell(mic
 
     assert "Nothing to be done" in plan(micro_batch_size=2, threads=2, checkpoint_every=2, generation_batch_size=7)
     assert jobs(plan(lr=2.0e-4))["train"] == 8
+    assert jobs(plan(per_objective={"NSR": {"lr": 2.0e-4}}))["train"] == 2  # NSR's cells of the two models
+
+
+def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_work(micro, tmp_path):
+    """evaluate.max_new_tokens 1000 leaves no room in the tiny models' 512 positions: rule
+    prompt_lengths fails naming each model and its longest test problem, and no evaluation
+    (which the new setting would rerun) starts. On a copy, so the other tests keep their outputs."""
+    root = tmp_path / "copy"
+    shutil.copytree(micro, root, symlinks=True)
+    cfg = root / "long.yaml"
+    cfg.write_text(yaml.safe_dump(MICRO | {"evaluate": MICRO["evaluate"] | {"max_new_tokens": 1000}}))
+    res = snakemake("--cores", "2", "-d", root, "--configfile", cfg)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    log = (root / "logs/data/prompt_lengths.log").read_text()
+    for model in ("tiny-a", "tiny-b"):
+        assert re.search(rf"model {model}: test problem test-\d+: its prompt has \d+ tokens, which with "
+                         r"evaluate.max_new_tokens = 1000 exceeds the model's context of 512 tokens", log), log
+    assert "rule prompt_lengths" in out and not re.search(r"rule (evaluate_base|evaluate_cell|train):", out), out
 
 
 def test_report_holds_every_figure_and_caption(micro):

@@ -74,7 +74,7 @@ def grid(**train):
     return {"models": [{"name": "a", "id": "org/a"}, {"name": "b", "id": "org/b"}], "objectives": ["NSR"], "seeds": [0],
             "data": {"val_size": 4}, "grading": {"workers": 1},
             "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
-                          kl_coef=0.0, val_every=2, val_samples=1, backend="hf") | train,
+                          kl_coef=0.0, val_every=2, val_samples=1, backend="hf", per_objective={}) | train,
             "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf"}}
 
 
@@ -125,6 +125,18 @@ def test_study_jobs_follow_the_dag():
     assert [j.after for j in jobs] == [(), (), (0,), (1,), (), (), (), (5,), (6,), ()]
     assert [j.seconds for j in jobs] == pytest.approx([31.12] * 2 + [8.47] * 3 + [58.24] * 2 + [13.19] * 3)
     assert list_schedule(jobs, 1) == pytest.approx(sum(r.hours for r in rows) * 3600)
+
+
+def test_an_objectives_own_kl_loss_costs_only_its_cells():
+    """GRPO with kl_coef 0.5 beside PSR and NSR: per model one train row of GRPO's 2 seeds, whose
+    log-probs take twice model a's 0.96 s × 2 steps (+ 1.92 s: 33.04 s), and one of PSR and NSR's
+    4 cells at 31.12 s (as in the two-model grid above)."""
+    config = grid(per_objective={"GRPO": {"kl_coef": 0.5}}) | {"objectives": ["GRPO", "PSR", "NSR"], "seeds": [0, 1]}
+    train = [r for r in study_rows(config, 6, THROUGHPUT, "X") if r.rule == "train"]
+    assert [(r.model, r.objectives, r.jobs) for r in train] == [("a", ("GRPO",), 2), ("a", ("PSR", "NSR"), 4),
+                                                                 ("b", ("GRPO",), 2), ("b", ("PSR", "NSR"), 4)]
+    assert train[0].job_hours * 3600 == pytest.approx(33.04) and train[1].job_hours * 3600 == pytest.approx(31.12)
+    assert train[0].label == "a GRPO"
 
 
 def test_unmeasured_backend_card_or_model_is_never_costed():

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import demo_config, tiny_cell_dir
 from nsr_study.checkpoint import checkpoints
+from nsr_study.config import objective_train
 from nsr_study.data import read_jsonl
 
 
@@ -26,13 +28,14 @@ def setup(tmp_path_factory):
 
 
 def cell_config(model_id: str, objective: str, **train) -> dict:
-    """A cell as the train rule passes it: the demo's settings (schema defaults filled), small
-    batches, ``train`` overrides."""
+    """A cell as the train rule passes it: the demo's settings (schema defaults filled) for
+    ``objective`` (train.per_objective applied), small batches, ``train`` overrides."""
     cfg = demo_config()
-    cfg["train"].update(dict(prompts_per_step=4, rollouts_per_prompt=2, minibatch_size=4, micro_batch_size=4,
-                             max_new_tokens=16) | train)
+    settings = objective_train(cfg["train"], objective) | dict(prompts_per_step=4, rollouts_per_prompt=2,
+                                                                minibatch_size=4, micro_batch_size=4,
+                                                                max_new_tokens=16) | train
     return {"model_name": "t", "model_id": model_id, "objective": objective, "seed": 0, "prompt": cfg["prompt"],
-            "train": cfg["train"], "grading": cfg["grading"]}
+            "train": settings, "grading": cfg["grading"]}
 
 
 def train_cmd(root: Path, cell: dict, out: str) -> list[str]:
@@ -167,11 +170,24 @@ def test_gpu_share_check_by_hand():
     from nsr_study.train import check_gpu_share
 
     n, gpu = 3_086_000_000, 80 * 2**30
-    assert check_gpu_share(n, gpu, 0.2) is None  # 64 GiB ≥ 1.3 × 45.98 = 59.8
-    warning = check_gpu_share(n, gpu, 0.35)  # 52 GiB: fits the states, not 1.3× them
+    assert check_gpu_share(n, gpu, 0.2, reference_bytes=0) is None  # 64 GiB ≥ 1.3 × 45.98 = 59.8
+    warning = check_gpu_share(n, gpu, 0.35, reference_bytes=0)  # 52 GiB: fits the states, not 1.3× them
     assert "leaves 52.0 GiB" in warning and "need 46.0 GiB" in warning and "at most 0.25" in warning
     with pytest.raises(ValueError, match=r"leaves 40\.0 GiB .* lower it to at most 0\.25"):
-        check_gpu_share(n, gpu, 0.5)
+        check_gpu_share(n, gpu, 0.5, reference_bytes=0)
+
+
+def test_gpu_share_check_counts_the_reference_model():
+    """A bf16 reference adds 2 B per parameter: 18 × 3.086e9 B = 51.73 GiB, so share 0.2
+    (64 GiB) now only warns (< 1.3 × 51.73 = 67.3) and 0.4 (48 GiB) is refused; the advice is
+    1 − 1.3 × 51.73 / 80 = 0.16."""
+    from nsr_study.train import check_gpu_share
+
+    n, gpu = 3_086_000_000, 80 * 2**30
+    warning = check_gpu_share(n, gpu, 0.2, reference_bytes=2 * n)
+    assert "need 51.7 GiB" in warning and "reference model" in warning and "at most 0.16" in warning
+    with pytest.raises(ValueError, match=r"leaves 48\.0 GiB .* need 51\.7 GiB .* at most 0\.16"):
+        check_gpu_share(n, gpu, 0.4, reference_bytes=2 * n)
 
 
 def test_episodes_by_hand():
@@ -201,3 +217,50 @@ def test_entropy_or_kl_terms_train_even_without_advantages():
     assert not has_gradient(zero, cfg) and not has_gradient([], cfg | dict(kl_coef=1e-3))
     assert has_gradient(zero, cfg | dict(kl_coef=1e-3)) and has_gradient(zero, cfg | dict(entropy_coef=1e-4))
     assert has_gradient([Sample([1], [2], -1.0)], cfg)
+
+
+def test_reference_model_is_loaded_only_for_cells_with_a_kl_loss(setup):
+    """The study config gives GRPO kl_coef 1e-3 and the others 0: only the GRPO cell loads the
+    frozen reference model, a copy of the starting weights."""
+    from nsr_study.loading import load_tokenizer
+    from nsr_study.train import model_bytes, prepare
+
+    root, _ = setup
+    tokenizer = load_tokenizer(str(root / "model"))
+    for objective, expected in (("GRPO", True), ("NSR", False), ("W_REINFORCE", False)):
+        cell = cell_config(str(root / "model"), objective)
+        model, ref_model, _, _ = prepare(cell, None, "cpu", tokenizer)
+        assert (ref_model is not None) == expected == bool(cell["train"]["kl_coef"]), objective
+    policy, ref = model.state_dict(), prepare(cell_config(str(root / "model"), "GRPO"), None, "cpu", tokenizer)[1]
+    assert all(torch.equal(t, policy[k]) for k, t in ref.state_dict().items()) and not ref.training
+    bf16 = prepare(cell_config(str(root / "model"), "GRPO", dtype="bfloat16"), None, "cpu", tokenizer)[1]
+    n = sum(p.numel() for p in bf16.parameters())
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and model_bytes(bf16) == 2 * n  # as verl's
+    assert model_bytes(None) == 0 and model_bytes(model) == 4 * n
+
+
+def test_overlong_prompts_are_dropped_and_counted_not_fatal(setup, tmp_path):
+    """With train.max_prompt_tokens at the median train prompt length, the longer prompts are
+    dropped before training (each logged with its id), counted at step 0, and training runs on
+    the rest; the validation prompts are filtered the same way."""
+    from nsr_study.loading import load_tokenizer
+    from nsr_study.prompts import problem_prompt_ids
+    from nsr_study.train import run
+
+    root, _ = setup
+    records = {s: read_jsonl(root / f"{s}.jsonl") for s in ("train", "val")}
+    cell = cell_config(str(root / "model"), "W_REINFORCE", steps=1, val_every=1, checkpoint_every=1)
+    lengths = {s: [len(p) for p in problem_prompt_ids(load_tokenizer(str(root / "model")), r, cell["prompt"])]
+               for s, r in records.items()}
+    limit = sorted(lengths["train"])[len(lengths["train"]) // 2]
+    long = {s: sum(n > limit for n in ls) for s, ls in lengths.items()}
+    assert 0 < long["train"] < len(lengths["train"])  # the test can fail
+    cell["train"]["max_prompt_tokens"] = limit
+    o = tmp_path / "long"
+    run(cell, root / "train.jsonl", root / "val.jsonl", o / "policy", o / "metrics.jsonl", o / "work")
+    first = read_jsonl(o / "metrics.jsonl")[0]
+    assert first["train_prompts_overlong"] == long["train"] and first["val_prompts_overlong"] == long["val"]
+    assert first["train_prompts"] == len(lengths["train"]) - long["train"]
+    with pytest.raises(ValueError, match="every train prompt is longer than train.max_prompt_tokens = 1"):
+        run(cell | {"train": cell["train"] | {"max_prompt_tokens": 1}}, root / "train.jsonl", root / "val.jsonl",
+            o / "p2", o / "m2.jsonl", o / "w2")

@@ -37,7 +37,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
         missing = [p for p in err.validator_value if p not in err.instance]
         return "; ".join(f"{_field([*err.absolute_path, m])}: required field is missing" for m in missing)
     if err.validator == "additionalProperties":
-        return f"{where}: {err.message.replace('Additional properties', 'unknown field(s)')}"
+        allowed = f"; allowed: {', '.join(err.schema['properties'])}" if "per_objective" in err.absolute_path else ""
+        return f"{where}: {err.message.replace('Additional properties', 'unknown field(s)')}{allowed}"
     return f"{where}: {err.message}"
 
 
@@ -82,6 +83,14 @@ def train_errors(t: dict) -> list[str]:
         errors.append(f"train.top_p: {t['top_p']} is not supported, only 1: the update's log-probs are those of "
                       "softmax(logits / train.temperature), which top-p truncation of the sampler would contradict")
     return errors
+
+
+def objective_train(train: dict, objective: str) -> dict:
+    """The train section of one objective's cells: the shared settings with that objective's
+    ``train.per_objective`` entry over them, and ``per_objective`` itself left out. The train rule's
+    params hold this, so changing one objective's entry changes (and reruns) only its cells."""
+    shared = {k: v for k, v in train.items() if k != "per_objective"}
+    return shared | train["per_objective"].get(objective, {})
 
 
 def check_cell(cell: dict) -> None:

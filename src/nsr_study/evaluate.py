@@ -46,6 +46,26 @@ def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[floa
     return means
 
 
+def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens: int, context: int) -> int:
+    """The longest test prompt's length, which sizes the rollout engine's context
+    (prompt + ``max_new_tokens``), so that no test problem is dropped or cut: the evaluation
+    covers every problem of the test set or refuses, before any model work, naming the problem
+    that cannot fit the model's ``context`` (its max_position_embeddings)."""
+    i = max(range(len(prompts)), key=lambda j: len(prompts[j]))
+    if len(prompts[i]) + max_new_tokens > context:
+        raise ValueError(f"test problem {records[i]['id']}: its prompt has {len(prompts[i])} tokens, which with "
+                         f"evaluate.max_new_tokens = {max_new_tokens} exceeds the model's context of {context} tokens; "
+                         "lower evaluate.max_new_tokens or leave the problem out of the test data")
+    return len(prompts[i])
+
+
+def model_context(model_path: str) -> int:
+    """The number of positions the model was built for, from its config alone (no weights)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_path, trust_remote_code=False).max_position_embeddings
+
+
 def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: dict, seed: int) -> tuple[dict, list[dict]]:
     """(summary, per-problem rows) for one model directory or hub id."""
     from transformers import set_seed
@@ -53,11 +73,12 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
     tokenizer = load_tokenizer(model_path)
-    model = load_causal_lm(model_path, device).eval()
-    pad_id = pad_token_id(tokenizer)
     records = read_jsonl(test_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
-    backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed)
+    longest = longest_prompt(records, prompts, cfg["max_new_tokens"], model_context(model_path))
+    model = load_causal_lm(model_path, device).eval()
+    pad_id = pad_token_id(tokenizer)
+    backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg | {"max_prompt_tokens": longest}, seed)
     n = cfg["n"]
     with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
@@ -76,7 +97,8 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
     summary = summarize(problems, n)
     summary.update(
         n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"],
-        device=device, parameters=sum(p.numel() for p in model.parameters()),
+        device=device, prompt_tokens_max=longest,
+        parameters=sum(p.numel() for p in model.parameters()),
         response_length_mean=float(np.mean([len(r) for r in sampled.response_ids])),
         truncation_rate=float(np.mean(sampled.truncated)),
         greedy_truncation_rate=float(np.mean(greedy.truncated)),

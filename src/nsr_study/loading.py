@@ -18,8 +18,9 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 
-def load_causal_lm(path: str | Path, device) -> torch.nn.Module:
-    """A float32 causal LM on ``device`` from safetensors weights."""
+def load_causal_lm(path: str | Path, device, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A causal LM on ``device`` from safetensors weights, float32 unless ``dtype`` says
+    otherwise (a policy trains in fp32; a frozen reference may be stored in bf16)."""
     from transformers import AutoModelForCausalLM
 
     folder = Path(path)
@@ -28,6 +29,6 @@ def load_causal_lm(path: str | Path, device) -> torch.nn.Module:
         raise ValueError(f"{folder}: no *.safetensors weights{' (found pickle files ' + ', '.join(pickles) + ')' if pickles else ''}; "
                          "only safetensors are loaded (pickles can run code): convert with "
                          "AutoModelForCausalLM.from_pretrained(...).save_pretrained(dir, safe_serialization=True)")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True,
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True,
                                                  trust_remote_code=False)
     return model.to(device)

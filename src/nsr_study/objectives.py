@@ -10,7 +10,9 @@ Definitions follow the paper's own code (RLVR-Decomposed on verl, GUIDE §3). Re
 | W_REINFORCE | +λ                          | −1     |
 
 GRPO uses verl's conventions: the unbiased (n−1) standard deviation within the group of one
-prompt's rollouts, ε = 1e-6, and a group of one sample gets mean 0 and std 1. PSR, NSR and
+prompt's rollouts, ε = 1e-6, and a group of one sample gets mean 0 and std 1, so its
+advantage is r/(1 + ε) (verl's ``compute_grpo_outcome_advantage``: a single sample has no
+spread to normalise by, and its reward passes through, scaled like every other sample's). PSR, NSR and
 W-REINFORCE are never group-normalised: normalising a filtered group makes every advantage 0,
 and normalising W-REINFORCE cancels λ (it would become GRPO).
 """
@@ -26,14 +28,15 @@ LOSS_AGGS = ("token-mean", "seq-mean", "constant")
 
 
 def grpo_advantages(r: torch.Tensor, groups: torch.Tensor, lam: float, eps: float = 1e-6) -> torch.Tensor:
-    """(r − mean_g)/(std_g + ε) within each prompt's group; a group of one keeps r."""
+    """(r − mean_g)/(std_g + ε) within each prompt's group; a group of one has mean 0 and
+    std 1 (as in verl), so it gets r/(1 + ε)."""
     out = torch.empty_like(r)
     for g in torch.unique(groups):
         idx = groups == g
-        if int(idx.sum()) == 1:
-            out[idx] = r[idx]
-        else:
-            out[idx] = (r[idx] - r[idx].mean()) / (r[idx].std(unbiased=True) + eps)
+        single = int(idx.sum()) == 1
+        mean = 0.0 if single else r[idx].mean()
+        std = 1.0 if single else r[idx].std(unbiased=True)
+        out[idx] = (r[idx] - mean) / (std + eps)
     return out
 
 
@@ -121,8 +124,14 @@ def loss_numerator(values: torch.Tensor, mask: torch.Tensor, agg: str) -> torch.
 def loss_denominator(token_counts: list[int], agg: str, max_new_tokens: int) -> float:
     """Denominator for a whole minibatch, from its per-sequence kept-token counts.
 
-    token-mean: all kept tokens (the paper's code); seq-mean: kept sequences; constant
-    (Dr. GRPO): sequences × max_new_tokens, independent of the responses' lengths.
+    token-mean: all response tokens of the minibatch, one mean over the minibatch whatever
+    its micro-batch split. The paper's code differs when a minibatch spans several
+    micro-batches: it takes a token mean per micro-batch (micro-batches packed by a token
+    budget, ``use_dynamic_bsz``) and weights each by its share of the minibatch's sequences
+    (``dp_actor.py``: ``loss * len(data) / ppo_mini_batch_size``), so its tokens' weights
+    depend on how the batch was packed; the two agree when the minibatch is one micro-batch.
+    seq-mean: kept sequences; constant (Dr. GRPO): sequences × max_new_tokens, independent
+    of the responses' lengths.
     """
     if agg == "token-mean":
         return float(sum(token_counts))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from nsr_study.config import ConfigError, load_config
+from nsr_study.config import ConfigError, load_config, objective_train
 from nsr_study.rollout import prompts_per_call
 
 THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
@@ -189,7 +190,8 @@ def train_seconds(t: dict, val_size: int, workers: int, grade_rate: float, rates
     return {
         "rollout": steps * generate_seconds(prompts, n, gbs, new, rates),
         "grading": steps * grading_seconds(sequences, workers, grade_rate),
-        "logprob": steps * tokens * rates.forward_s_per_token * (2 if t["kl_coef"] else 1),  # + reference model
+        # π_old, and the reference model's forward pass where this cell has a KL loss
+        "logprob": steps * tokens * rates.forward_s_per_token * (2 if t["kl_coef"] else 1),
         "update": steps * tokens * rates.update_s_per_token,
         "validation": validation_count(steps, t["val_every"]) * val,
     }
@@ -211,13 +213,19 @@ def evaluate_seconds(e: dict, problems: int, generation_batch_size: int, workers
 @dataclass
 class Row:
     """One rule for one model: ``jobs`` jobs, each taking ``phases`` (seconds by phase), or
-    unmeasured (``phases`` None, ``missing`` says what is missing)."""
+    unmeasured (``phases`` None, ``missing`` says what is missing). Training rows are per group
+    of ``objectives`` with the same settings (``train.per_objective`` can make them differ)."""
 
     rule: str
     model: str
     jobs: int
     phases: dict[str, float] | None
     missing: str = ""
+    objectives: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {','.join(self.objectives)}" if self.objectives else self.model
 
     @property
     def job_hours(self) -> float | None:
@@ -228,12 +236,22 @@ class Row:
         return None if self.phases is None else self.jobs * self.job_hours
 
 
+def objective_groups(train: dict, objectives: list[str]) -> list[tuple[str, ...]]:
+    """The objectives in groups that train with the same settings (``train.per_objective``
+    applied), in config order: each group costs the same per cell."""
+    groups: dict[str, list[str]] = {}
+    for o in objectives:
+        groups.setdefault(json.dumps(objective_train(train, o), sort_keys=True), []).append(o)
+    return [tuple(g) for g in groups.values()]
+
+
 def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
-    """One Row per (rule, model) of the configured grid; ``backend`` overrides the config's
-    train and evaluate backends."""
+    """One Row per (rule, model) of the configured grid, training rows per group of objectives
+    with the same settings; ``backend`` overrides the config's train and evaluate backends."""
     t, e, workers = config["train"], config["evaluate"], config["grading"]["workers"]
     grade_rate = throughput["grading"]["answers_per_s_per_worker"]
-    cells = len(config["objectives"]) * len(config["seeds"])
+    seeds = len(config["seeds"])
+    cells = len(config["objectives"]) * seeds
     rows = []
     for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", 1, e["backend"]),
                              ("evaluate_cell", cells, e["backend"])):
@@ -243,8 +261,10 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
             if rates is None:
                 rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}"))
             elif rule == "train":
-                rows.append(Row(rule, m["name"], jobs, train_seconds(t, config["data"]["val_size"], workers,
-                                                                     grade_rate, rates)))
+                for group in objective_groups(t, config["objectives"]):
+                    phases = train_seconds(objective_train(t, group[0]), config["data"]["val_size"], workers,
+                                           grade_rate, rates)
+                    rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group))
             else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
                 rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
                                                                         workers, grade_rate, rates)))
@@ -315,14 +335,15 @@ def study_jobs(rows: list[Row]) -> list[Job]:
     """The GPU jobs of ``study_rows``' grid: per model, each ``evaluate_cell`` waits for its
     ``train`` job; ``evaluate_base`` waits for none (it runs beside training). An unmeasured
     job counts 0 s (the plan then says it is incomplete)."""
-    seconds = {(r.rule, r.model): (r.job_hours or 0.0) * 3600 for r in rows}
-    cells = {r.model: r.jobs for r in rows if r.rule == "train"}
-    jobs = []
-    for model, n in cells.items():
-        trains = range(len(jobs), len(jobs) + n)
-        jobs += [Job(seconds["train", model]) for _ in trains]
-        jobs += [Job(seconds["evaluate_cell", model], (t,)) for t in trains]
-        jobs.append(Job(seconds["evaluate_base", model]))
+    seconds = lambda r: (r.job_hours or 0.0) * 3600  # noqa: E731
+    evals = {(r.rule, r.model): seconds(r) for r in rows if r.rule != "train"}
+    jobs: list[Job] = []
+    for model in dict.fromkeys(r.model for r in rows):
+        for r in (r for r in rows if r.rule == "train" and r.model == model):  # one row per objective group
+            trains = range(len(jobs), len(jobs) + r.jobs)
+            jobs += [Job(seconds(r)) for _ in trains]
+            jobs += [Job(evals["evaluate_cell", model], (t,)) for t in trains]
+        jobs.append(Job(evals["evaluate_base", model]))
     return jobs
 
 
@@ -371,14 +392,14 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
            f"seeds = {len(config['models']) * cells} cells; {t['steps']} steps of {t['prompts_per_step']} × "
            f"{t['rollouts_per_prompt']} rollouts; test ≈ {problems} problems × (greedy + {e['n']} samples) of ≤ "
            f"{e['max_new_tokens']} tokens", "",
-           f"{'rule':14s} {'model':16s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
+           f"{'rule':14s} {'model (objectives)':32s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
     for r in rows:
         if r.phases is None:
-            out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {'unmeasured':>10s} {'-':>9s}  {r.missing}")
+            out.append(f"{r.rule:14s} {r.label:32s} {r.jobs:4d} {'unmeasured':>10s} {'-':>9s}  {r.missing}")
             continue
         total = sum(r.phases.values())
         top = sorted(r.phases.items(), key=lambda kv: -kv[1])[:3]
-        out.append(f"{r.rule:14s} {r.model:16s} {r.jobs:4d} {r.job_hours:10.2f} {r.hours:9.1f}  "
+        out.append(f"{r.rule:14s} {r.label:32s} {r.jobs:4d} {r.job_hours:10.2f} {r.hours:9.1f}  "
                    + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
     out.append("")
     for rule in dict.fromkeys(r.rule for r in rows):

@@ -31,6 +31,16 @@ def problem_prompt_ids(tokenizer, records: list[dict], prompt: dict) -> list[lis
     return prompt_ids(tokenizer, [chat_prompt(tokenizer, r["problem"], prompt) for r in records])
 
 
+def fitting(ids: list[list[int]], limit: int, split: str) -> list[int]:
+    """Positions of the prompts with at most ``limit`` (train.max_prompt_tokens) tokens; the
+    rest are dropped, as the paper's code drops them. A ``split`` with none left is refused."""
+    keep = [i for i, p in enumerate(ids) if len(p) <= limit]
+    if ids and not keep:
+        raise ValueError(f"every {split} prompt is longer than train.max_prompt_tokens = {limit} "
+                         f"(the shortest has {min(map(len, ids))} tokens): raise it")
+    return keep
+
+
 def pad_token_id(tokenizer) -> int:
     """The tokenizer's pad id, or its EOS where it has none (padding is masked out anyway)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

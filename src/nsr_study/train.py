@@ -1,6 +1,8 @@
 """RL fine-tuning of one (model × objective × seed) cell: the paper's algorithm, step by step.
 
-Each step: the next ``prompts_per_step`` prompts of a seeded epoch order → ``rollouts_per_prompt``
+Before any model work, train and validation prompts longer than ``max_prompt_tokens`` are
+dropped and counted (``fitting_prompts``). Each step: the next ``prompts_per_step`` prompts of a
+seeded epoch order → ``rollouts_per_prompt``
 samples each from the current policy (``rollout``) → rewards by math-verify and advantages by
 objective, zero-advantage samples dropped where the objective says so (``episodes``) → π_old
 log-probs once, then PPO-clip optimizer steps over minibatches of the kept samples (``update``)
@@ -29,7 +31,7 @@ from nsr_study.grading import Grader
 from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.metrics import mean_se
 from nsr_study.objectives import OBJECTIVES, advantages
-from nsr_study.prompts import pad_token_id, problem_prompt_ids
+from nsr_study.prompts import fitting, pad_token_id, problem_prompt_ids
 from nsr_study.rollout import make_backend
 from nsr_study.update import fill_logprobs, policy_update
 
@@ -181,17 +183,19 @@ class Metrics:
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights + gradients + two AdamW moments
 
 
-def check_gpu_share(n_params: int, gpu_bytes: int, share: float) -> str | None:
+def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference_bytes: int) -> str | None:
     """Check, before any work, that a colocated vLLM engine taking ``share`` of the GPU leaves
     room for training: the AdamW moments appear only at the first update, so an impossible
-    share would otherwise fail minutes into the run. Raises when even the weights, gradients
-    and moments cannot fit; returns a warning when the room is under 1.3× that (activations:
-    bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5 0.5B / 1.5B /
-    3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per parameter). None when it fits."""
-    need, room = TRAIN_BYTES_PER_PARAM * n_params, gpu_bytes * (1 - share)
+    share would otherwise fail minutes into the run. With a KL loss the frozen reference
+    model's weights (``reference_bytes``, 0 without) sit beside them. Raises when even the weights, gradients,
+    moments (and reference) cannot fit; returns a warning when the room is under 1.3× that
+    (activations: bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5
+    0.5B / 1.5B / 3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per parameter). None when it fits."""
+    need, room = TRAIN_BYTES_PER_PARAM * n_params + reference_bytes, gpu_bytes * (1 - share)
     advice = (f"train.gpu_memory_utilization = {share} leaves {room / 2**30:.1f} GiB of this GPU's "
               f"{gpu_bytes / 2**30:.0f} GiB to train {n_params / 1e9:.2f} B parameters, which need "
-              f"{need / 2**30:.1f} GiB for fp32 weights, gradients and AdamW moments alone")
+              f"{need / 2**30:.1f} GiB for fp32 weights, gradients and AdamW moments"
+              f"{' and the reference model (train.kl_coef > 0)' if reference_bytes else ''} alone")
     suggest = max(0.0, 1 - 1.3 * need / gpu_bytes)
     if need > room:
         raise ValueError(f"{advice}; lower it to at most {suggest:.2f} (vLLM needs its bf16 weights plus KV cache)")
@@ -200,35 +204,51 @@ def check_gpu_share(n_params: int, gpu_bytes: int, share: float) -> str | None:
     return None
 
 
-def prepare(cell: dict, ckpt: Path | None, device: str):
-    """Tokenizer, policy (from ``ckpt`` when resuming), frozen reference policy when KL is on,
-    AdamW, and the rollout backend sampling from the policy."""
+def model_bytes(model) -> int:
+    """Bytes of a model's weights (0 for none)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) if model is not None else 0
+
+
+def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
+    """Policy (from ``ckpt`` when resuming), the frozen reference policy only when this cell's
+    ``kl_coef`` is non-zero (its memory and extra forward pass are spent only there), AdamW,
+    and the rollout backend sampling from the policy."""
     cfg = cell["train"]
-    tokenizer = load_tokenizer(cell["model_id"])
     if ckpt:
         log.info("resuming from %s", ckpt)
     model = load_causal_lm(ckpt or cell["model_id"], device)
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    ref_model = load_causal_lm(cell["model_id"], device).eval() if cfg["kl_coef"] else None
+    # stored in the compute dtype, as verl keeps its reference policy (bf16), which halves its memory
+    ref_dtype = torch.bfloat16 if cfg["dtype"] == "bfloat16" else torch.float32
+    ref_model = load_causal_lm(cell["model_id"], device, ref_dtype).eval() if cfg["kl_coef"] else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                   fused=device == "cuda")
     if cfg["backend"] == "vllm" and device == "cuda":
         warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
-                                  cfg["gpu_memory_utilization"])
+                                  cfg["gpu_memory_utilization"], reference_bytes=model_bytes(ref_model))
         if warning:
             log.warning(warning)
     backend = make_backend(cfg["backend"], model, tokenizer, cell["model_id"], cfg, cell["seed"])
-    return tokenizer, model, ref_model, optimizer, backend
+    return model, ref_model, optimizer, backend
 
 
-def encode_prompts(tokenizer, records: list[dict], cell: dict) -> list[list[int]]:
-    """Each record's chat prompt as token ids, refusing prompts longer than ``max_prompt_tokens``."""
+def fitting_prompts(tokenizer, records: list[dict], cell: dict, split: str) -> tuple[list[dict], list[list[int]], int]:
+    """The records whose chat prompt has at most ``train.max_prompt_tokens`` tokens, their
+    prompt ids, and how many were dropped: the paper's code filters overlong prompts the same
+    way (``data.filter_overlong_prompts=True``), so one long problem never stops a run. Each
+    dropped record is logged with its id and length; a split with nothing left is refused."""
+    limit = cell["train"]["max_prompt_tokens"]
     ids = problem_prompt_ids(tokenizer, records, cell["prompt"])
-    longest = max(map(len, ids))
-    if longest > cell["train"]["max_prompt_tokens"]:
-        raise ValueError(f"a prompt has {longest} tokens > train.max_prompt_tokens = {cell['train']['max_prompt_tokens']}")
-    return ids
+    keep = fitting(ids, limit, split)
+    dropped = sorted(set(range(len(ids))) - set(keep))
+    for i in dropped:
+        log.info("%s prompt %s has %d tokens > train.max_prompt_tokens = %d: dropped", split, records[i]["id"],
+                 len(ids[i]), limit)
+    if dropped:
+        log.warning("dropped %d of %d %s prompts longer than train.max_prompt_tokens = %d", len(dropped), len(ids),
+                    split, limit)
+    return [records[i] for i in keep], [ids[i] for i in keep], len(dropped)
 
 
 def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_path: str, work_dir: str,
@@ -248,18 +268,21 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     work.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint.resumable(work, cell)
     set_seed(seed)
-    tokenizer, model, ref_model, optimizer, backend = prepare(cell, ckpt, device)
+    tokenizer = load_tokenizer(cell["model_id"])  # prompts are checked before any model work
+    train, train_prompts, train_dropped = fitting_prompts(tokenizer, read_jsonl(train_path), cell, "train")
+    val, val_prompts, val_dropped = fitting_prompts(tokenizer, read_jsonl(val_path), cell, "validation")
+    model, ref_model, optimizer, backend = prepare(cell, ckpt, device, tokenizer)
     start, cursor = checkpoint.load_state(ckpt, optimizer) if ckpt else (0, 0)
     metrics = Metrics(work / "metrics.jsonl", tensorboard_dir, start)
-    train, val = read_jsonl(train_path), read_jsonl(val_path)
-    train_prompts, val_prompts = encode_prompts(tokenizer, train, cell), encode_prompts(tokenizer, val, cell)
     val_golds = [r["answer"] for r in val]
     pad_id = pad_token_id(tokenizer)
     where = dict(device=device, gpus=gpus)
 
     with Grader(cell["grading"]["workers"], cell["grading"]["timeout_s"]) as grader:
         if start == 0:
-            metrics.emit(dict(step=0) | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
+            metrics.emit(dict(step=0, train_prompts=len(train), train_prompts_overlong=train_dropped,
+                              val_prompts=len(val), val_prompts_overlong=val_dropped)
+                         | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
         bar = tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
                    desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step")
         for step in bar:

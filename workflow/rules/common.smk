@@ -5,7 +5,7 @@ import os
 import re
 import shlex
 
-from nsr_study.config import RUNTIME_ONLY
+from nsr_study.config import RUNTIME_ONLY, objective_train
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -36,6 +36,7 @@ def data_targets():
         "results/data/test.jsonl",
         "results/data/strata.csv",
         "results/data/strata.png",
+        "results/data/prompt_lengths.csv",
     ]
 
 
@@ -53,6 +54,11 @@ def model_build_input(wildcards):
     return {"model": model["id"]} if "tiny" in model else {}
 
 
+def all_model_builds(wildcards):
+    """Every tiny demo model of the grid (built before its prompts can be measured)."""
+    return [m["id"] for m in MODELS.values() if "tiny" in m]
+
+
 def results_settings(section: dict) -> dict:
     """A train/evaluate section without its runtime-only knobs (nsr_study.config.RUNTIME_ONLY)."""
     return {k: v for k, v in section.items() if k not in RUNTIME_ONLY}
@@ -68,7 +74,9 @@ def runtime_arg(section: dict) -> str:
 
 def cell_config(wildcards) -> str:
     """Everything one training job's results depend on besides its paths, as JSON (a change
-    reruns the cell, and its checkpoints are not resumed)."""
+    reruns the cell, and its checkpoints are not resumed). Its train section is that of the
+    cell's objective (``train.per_objective`` applied), so an objective's own settings rerun
+    only its cells."""
     model = MODELS[wildcards.model]
     return json.dumps(
         {
@@ -77,7 +85,7 @@ def cell_config(wildcards) -> str:
             "objective": wildcards.objective,
             "seed": int(wildcards.seed),
             "prompt": config["prompt"],
-            "train": results_settings(config["train"]),
+            "train": results_settings(objective_train(config["train"], wildcards.objective)),
             "grading": config["grading"],
         },
         sort_keys=True,
@@ -100,9 +108,10 @@ EVAL_RUNTIME = {
 
 
 def eval_config(wildcards, objective, seed) -> str:
-    """Evaluation settings (device and dtype shared with training) and the label."""
+    """Evaluation settings (device and dtype shared with training) and the label. No prompt
+    limit: evaluation sizes its context for the longest test prompt (nsr_study.evaluate)."""
     t = config["train"]
-    shared = {k: t[k] for k in ("device", "dtype", "max_prompt_tokens")}
+    shared = {k: t[k] for k in ("device", "dtype")}
     return json.dumps(
         {
             "evaluate": shared | results_settings(config["evaluate"]),

@@ -46,3 +46,27 @@ rule prepare_data:
         seed=DATA["seed"],
     script:
         "../scripts/prepare_data.py"
+
+
+# Prompt lengths per model (each model's own tokenizer and chat template): how many prompts
+# training drops as overlong, the longest test prompt; fails before any train or evaluate job
+# (they depend on it) where one of them would fail.
+rule prompt_lengths:
+    input:
+        all_model_builds,
+        train="results/data/train.jsonl",
+        val="results/data/val.jsonl",
+        test="results/data/test.jsonl",
+    output:
+        "results/data/prompt_lengths.csv",
+    log:
+        "logs/data/prompt_lengths.log",
+    conda:
+        "../../envs/train-gpu.yaml"
+    params:
+        models={name: m["id"] for name, m in MODELS.items()},
+        prompt=config["prompt"],
+        max_prompt_tokens=config["train"]["max_prompt_tokens"],
+        eval_max_new_tokens=config["evaluate"]["max_new_tokens"],
+    script:
+        "../scripts/prompt_lengths.py"

@@ -13,6 +13,7 @@ rule evaluate_base:
     input:
         unpack(model_build_input),
         test="results/data/test.jsonl",
+        prompt_lengths="results/data/prompt_lengths.csv",
     output:
         metrics="results/eval/{model}/base/metrics.json",
         problems="results/eval/{model}/base/problems.jsonl",
@@ -36,6 +37,7 @@ rule evaluate_cell:
     input:
         policy=cell_path("train", "policy"),
         test="results/data/test.jsonl",
+        prompt_lengths="results/data/prompt_lengths.csv",
     output:
         metrics=cell_path("eval", "metrics.json"),
         problems=cell_path("eval", "problems.jsonl"),

@@ -16,6 +16,7 @@ rule train:
         unpack(model_build_input),
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
+        prompt_lengths="results/data/prompt_lengths.csv",
     output:
         policy=directory(cell_path("train", "policy")),
         metrics=cell_path("train", "metrics.jsonl"),
