@@ -177,20 +177,14 @@ def test_every_figure_shows_and_its_image_loads(report):
         assert not_blank(page.screenshot(path.parent / f"report-{figure}.png")), figure
 
 
-def test_strata_figure_shows(report):
+@pytest.mark.parametrize("category, label, image", [("Data", "strata figure", "strata.png"),
+                                                    ("Findings", "verdict figure", "findings_verdicts.png")])
+def test_figure_outside_figures_shows(report, category, label, image):
     page, path = report
-    open_report(page, path, "Data")
-    page.click(eye("strata figure"), "the strata figure entry")
-    page.wait_for(shown("strata.png"), "the strata image")
-    assert not_blank(page.screenshot(path.parent / "report-strata.png"))
-
-
-def test_findings_figure_shows(report):
-    page, path = report
-    open_report(page, path, "Findings")
-    page.click(eye("verdict figure"), "the findings figure entry")
-    page.wait_for(shown("findings_verdicts.png"), "the findings image")
-    assert not_blank(page.screenshot(path.parent / "report-findings.png"))
+    open_report(page, path, category)
+    page.click(eye(label), f"the {label} entry")
+    page.wait_for(shown(image), f"the {label}'s image")
+    assert not_blank(page.screenshot(path.parent / f"report-{image}"))
 
 
 def test_console_has_no_errors(report):

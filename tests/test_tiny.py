@@ -135,8 +135,8 @@ def test_sft_lowers_the_loss_deterministically(tokenizer, records):
 
     def run():
         torch.manual_seed(0)
-        return sft(build_model(SPEC, tokenizer), examples, [SPEC.wrong_share] * len(examples), tokenizer.pad_token_id,
-                   SPEC, seed=1)
+        shares = [SPEC.wrong_share_of(r["level"]) for r in records[0]]
+        return sft(build_model(SPEC, tokenizer), examples, shares, tokenizer.pad_token_id, SPEC, seed=1)
 
     losses = run()
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5

@@ -177,8 +177,8 @@ def findings(models: dict[str, dict], confidence: float, margin: float, draws: i
              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """The findings and trend tables, and one line per claim that could not be tested.
 
-    ``models``: {name: {"parameters": int, "k_max": int, "values": stack_model(...)}}, all on the same test
-    problems in the same order and with the same number of seeds per objective."""
+    ``models``: {name: {"parameters": int, "k_max": int, "values": stack_model(...)}}, all on the
+    same test problems in the same order and with the same number of seeds per objective."""
     names = sorted(models, key=lambda m: models[m]["parameters"])
     first = models[names[0]]["values"]
     problems = next(iter(first["pass@1"].values())).shape[1]
@@ -206,10 +206,9 @@ def findings(models: dict[str, dict], confidence: float, margin: float, draws: i
             estimate = float(claim_replicates(claim, vals, ones_p, ones_s)[0])
             lo, hi = interval(reps[m], confidence)
             rows.append(dict(claim=cid, model=m, parameters=models[m]["parameters"], k_max=models[m]["k_max"],
-                             metric=claim.metric,
-                             contrast=claim.contrast, side=claim.side, threshold=t, estimate=estimate, lo=lo,
-                             hi=hi, verdict=verdict(lo, hi, t, claim.side), problems=problems,
-                             seeds=max(vals[claim.metric][c].shape[0] for c in claim.cells)))
+                             metric=claim.metric, contrast=claim.contrast, side=claim.side, threshold=t,
+                             estimate=estimate, lo=lo, hi=hi, verdict=verdict(lo, hi, t, claim.side),
+                             problems=problems, seeds=max(vals[claim.metric][c].shape[0] for c in claim.cells)))
         if len(tested) >= 2:
             x = np.log10([models[m]["parameters"] for m in tested])
             y = np.stack([reps[m] for m in tested], axis=-1)

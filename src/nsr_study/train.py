@@ -2,11 +2,11 @@
 
 Before any model work, train and validation prompts longer than ``max_prompt_tokens`` are
 dropped and counted (``fitting_prompts``). Each step: the next ``prompts_per_step`` prompts of a
-seeded epoch order → ``rollouts_per_prompt``
-samples each from the current policy (``rollout``) → rewards by math-verify and advantages by
-objective, zero-advantage samples dropped where the objective says so (``episodes``) → π_old
-log-probs once, then PPO-clip optimizer steps over minibatches of the kept samples (``update``)
-→ one weight sync of the rollout engine → metrics, validation, checkpoint (``checkpoint``).
+seeded epoch order → ``rollouts_per_prompt`` samples each from the current policy
+(``rollout``) → rewards by math-verify and advantages by objective, zero-advantage samples
+dropped where the objective says so (``episodes``) → π_old log-probs once, then PPO-clip
+optimizer steps over minibatches of the kept samples (``update``) → one weight sync of the
+rollout engine → metrics, validation, checkpoint (``checkpoint``).
 
 Run by the ``train`` rule as ``python -m nsr_study.train ...`` (see ``main``).
 """
