@@ -263,7 +263,7 @@ def model_inputs(labels: list[dict], problem_rows: list[list[dict]], final: pd.D
     objective, seed} and problems.jsonl rows, and final_metrics.csv for the model sizes and the
     largest k evaluated (pass@k_max)."""
     base = final[final["objective"] == "base"].set_index("model")
-    ids = [r["id"] for r in problem_rows[labels.index(next(lb for lb in labels if lb["objective"] == "base"))]]
+    ids = [r["id"] for r in problem_rows[0]]  # stack_model checks that every evaluation has these
     evals: dict[str, dict] = {}
     for label, rows in zip(labels, problem_rows):
         evals.setdefault(label["model"], {})[(label["objective"], label["seed"])] = rows

@@ -129,19 +129,19 @@ def eval_labels():
     return base + [{"model": m, "objective": o, "seed": s} for m in MODELS for o in OBJECTIVES for s in SEEDS]
 
 
+def eval_path(label, name):
+    """results/eval/<model>/base/<name> for a base model, the cell's folder otherwise."""
+    if label["seed"] is None:
+        return f"results/eval/{label['model']}/base/{name}"
+    return cell_path("eval", name).format(**label)
+
+
 def eval_targets():
-    return [
-        (
-            f"results/eval/{lb['model']}/base/metrics.json"
-            if lb["seed"] is None
-            else f"results/eval/{lb['model']}/{lb['objective']}/seed{lb['seed']}/metrics.json"
-        )
-        for lb in eval_labels()
-    ]
+    return [eval_path(lb, "metrics.json") for lb in eval_labels()]
 
 
 def eval_problems():
-    return [p.replace("metrics.json", "problems.jsonl") for p in eval_targets()]
+    return [eval_path(lb, "problems.jsonl") for lb in eval_labels()]
 
 
 FIGURES = ["training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size"]
