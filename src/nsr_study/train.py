@@ -60,7 +60,8 @@ def take_prompts(n: int, seed: int, cursor: int, count: int) -> list[int]:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The sampling seed of one step; the vLLM backend derives one stream per prompt from it."""
+    """The sampling seed of one step; each backend derives one stream per prompt from it
+    (``rollout.prompt_seeds``, keyed by the prompt's position in the step)."""
     return seed * 1_000_003 + step
 
 
