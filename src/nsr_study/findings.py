@@ -264,8 +264,8 @@ def _fmt(estimate, lo, hi) -> str:
     return f"{estimate:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
-FLIP_RATE = ("the same one-seed demo run on two machines of the same kind disagreed on 6 of its 27 verdicts "
-             "(issue 22)")
+FLIP_RATE = ("for scale, the one-seed demo run on two machines of the same kind disagreed on 6 of its 27 "
+             "verdicts (issue 22)")
 
 
 def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], confidence: float,
@@ -285,8 +285,8 @@ def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], c
              f"pass@{int(table['k_max'].max())}, the largest k evaluated. Supported: the interval lies on the "
              f"claimed side of 0, or of −margin = −{margin:g} where the claim says so; contradicted: on the other "
              f"side; otherwise inconclusive. Each interval holds {pct} on its own, so across {len(table)} verdicts "
-             f"some miss by chance; the verdict after *Holm's adjustment over all {len(table)}* (family-wise "
-             f"{100 * (1 - confidence):g} %) follows in brackets where it differs.", ""]
+             f"some miss by chance; where the verdict after *Holm's adjustment over all {len(table)}* (family-wise "
+             f"{100 * (1 - confidence):g} %) differs, it follows as \"Holm: …\".", ""]
     for cid, d in table.groupby("claim", sort=False):
         claim = CLAIMS[cid]
         parts = [f"{v} at " + ", ".join(f"{r.model} ({_fmt(r.estimate, r.lo, r.hi)}"
