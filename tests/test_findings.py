@@ -185,7 +185,11 @@ def test_a_reversal_between_neighbours_is_no_trend():
     _, trend, _ = findings(models, 0.95, 0.02)
     t = trend[(trend["claim"] == "nsr_raises_pass1") & (trend["axis"] == "log10 parameters")].iloc[0]
     assert t["slope"] > 0.1 and t["lo"] > 0  # slope +0.12 here (+0.11 in the issue); 3B − 0.5B resolved
-    assert t["trend"] == "not monotone" and t["reversals"].startswith("0.5B→1.5B -0.29")
+    assert t["trend"] == "not monotone" and t["resolved_pairs"].startswith("0.5B→1.5B -0.29")
+    # a resolved dip between unresolved extremes is not monotone either
+    models = three_sizes({"0.5B": (5 * 10**8, 0.10), "1.5B": (15 * 10**8, -0.20), "3B": (3 * 10**9, 0.10)})
+    t = findings(models, 0.95, 0.02)[1].iloc[0]
+    assert t["lo"] < 0 < t["hi"] and t["trend"] == "not monotone"
 
 
 def test_models_of_equal_size_are_compared_on_the_prior_axis():

@@ -24,10 +24,10 @@ claims × models at the family-wise level 1 − confidence, on p-values that inv
 intervals.
 
 The trend over an axis (log10 parameters, or the base model's test pass@1) answers with the
-per-model estimates, not a fitted line: it increases when the largest-vs-smallest contrast is
-resolved above 0 and no pair of models ordered on the axis is resolved the other way
-(decreases: mirrored), "not monotone" when the extremes are resolved but a pair reverses, and
-"equal values" when every model has the same axis value. The least-squares slope is given as a
+per-model estimates, not a fitted line: "not monotone" when two pairs of models ordered on the
+axis are resolved in opposite directions; otherwise "increases" / "decreases" when the contrast
+of the largest minus the smallest model is resolved above / below 0; "equal values" when every
+model has the same axis value; else inconclusive. The least-squares slope is given as a
 description only.
 """
 
@@ -183,21 +183,18 @@ def _trend(claim_id: str, claim: Claim, axis: str, at: dict[str, float], y: dict
                smallest="+".join(m for m in names if at[m] == lo_val),
                largest="+".join(m for m in names if at[m] == hi_val))
     if lo_val == hi_val:
-        return row | dict(estimate=None, lo=None, hi=None, reversals="", slope=None, trend="equal values")
+        return row | dict(estimate=None, lo=None, hi=None, resolved_pairs="", slope=None, trend="equal values")
     ends = np.mean([y[m] for m in names if at[m] == hi_val], 0) - np.mean([y[m] for m in names if at[m] == lo_val], 0)
     r = _row(ends, confidence)
-    direction = "above" if r["lo"] > 0 else "below" if r["hi"] < 0 else None
-    reversals = []
+    signs, resolved = set(), []
     for a, b in itertools.combinations(names, 2):  # a before b on the axis
-        if at[a] < at[b]:
-            d = _row(y[b] - y[a], confidence)
-            if direction and verdict(d["lo"], d["hi"], 0.0, direction) == "contradicted":
-                reversals.append(f"{a}→{b} {d['estimate']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]")
-    x = np.array([at[m] for m in names])
-    slope = float(np.polyfit(x, [estimates[m] for m in names], 1)[0])
-    trend = ("inconclusive" if direction is None else "not monotone" if reversals
-             else "increases" if direction == "above" else "decreases")
-    return row | dict(estimate=r["estimate"], lo=r["lo"], hi=r["hi"], reversals="; ".join(reversals), slope=slope,
+        if at[a] < at[b] and (d := _row(y[b] - y[a], confidence))["lo"] * d["hi"] > 0:
+            signs.add(np.sign(d["estimate"]))
+            resolved.append(f"{a}→{b} {_fmt(d['estimate'], d['lo'], d['hi'])}")
+    slope = float(np.polyfit([at[m] for m in names], [estimates[m] for m in names], 1)[0])
+    trend = ("not monotone" if len(signs) == 2 else "increases" if r["lo"] > 0 else "decreases" if r["hi"] < 0
+             else "inconclusive")
+    return row | dict(estimate=r["estimate"], lo=r["lo"], hi=r["hi"], resolved_pairs="; ".join(resolved), slope=slope,
                       trend=trend)
 
 
@@ -254,7 +251,7 @@ FINDINGS_COLUMNS = ["claim", "model", "parameters", "base_pass1", "k_max", "metr
                     "estimate", "lo", "hi", "se_seeds", "se_problems", "covers", "p", "verdict", "verdict_holm",
                     "problems", "seeds"]
 TREND_COLUMNS = ["claim", "metric", "contrast", "axis", "models", "smallest", "largest", "estimate", "lo", "hi",
-                 "reversals", "slope", "trend"]
+                 "resolved_pairs", "slope", "trend"]
 
 
 # ---------------------------------------------------------------- in words
@@ -299,7 +296,7 @@ def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], c
                 lines.append(f"  Over {r.axis}: every model has the same value, no trend to test.")
                 continue
             words = {"increases": "increases", "decreases": "decreases",
-                     "not monotone": "is not monotone (resolved reversal: " + str(r.reversals) + ")",
+                     "not monotone": f"is not monotone (pairs resolved both ways: {r.resolved_pairs})",
                      "inconclusive": "has no direction this data can resolve"}[r.trend]
             lines.append(f"  Over {r.axis} it {words}: {r.largest} − {r.smallest} {_fmt(r.estimate, r.lo, r.hi)} "
                          f"(slope {r.slope:+.3f}, descriptive).")
