@@ -255,7 +255,7 @@ def test_summary_states_counts_coverage_adjustment_and_trends_in_words():
     assert "**these verdicts are single-run**" in text and "test-set noise only" in text
     assert "disagreed on 6 of its 27 verdicts (issue 22)" in text
     assert "Holm's adjustment over all 4* (family-wise 5 %) differs" in text
-    assert "**nsr_raises_pass1**: NSR − base on pass@1 > 0." in text
+    assert "**nsr_raises_pass1**: ``NSR − base on pass@1 > 0``." in text
     assert "supported at small (+0.250 [+0.250, +0.250]), large" in text
     assert "Over log10 parameters it increases: large − small +0.500 [+0.500, +0.500] (slope +0.250" in text
     assert "Over base pass@1 it decreases: small − large" in text

@@ -290,7 +290,7 @@ def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], c
                                         + (f"; Holm: {r.verdict_holm}" if r.verdict_holm != r.verdict else "") + ")"
                                         for r in dv.itertuples())
                  for v in VERDICTS if not (dv := d[d["verdict"] == v]).empty]
-        lines.append(f"- **{cid}**: {statement(claim)}. {claim.paper}. " + "; ".join(parts) + ".")
+        lines.append(f"- **{cid}**: ``{statement(claim)}``. {claim.paper}. " + "; ".join(parts) + ".")
         for r in trend[trend["claim"] == cid].itertuples():
             if r.trend == "equal values":
                 lines.append(f"  Over {r.axis}: every model has the same value, no trend to test.")
