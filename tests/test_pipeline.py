@@ -58,9 +58,11 @@ def test_micro_demo_tests_every_claim_on_both_models(micro):
     assert set(findings["verdict"]) <= set(VERDICTS) and (findings["lo"] <= findings["hi"]).all()
     assert set(findings["problems"]) == {20} and set(findings["k_max"]) == {2}
     trend = pd.read_csv(micro / "results/tables/findings_trend.csv")
-    assert sorted(trend["claim"]) == sorted(CLAIMS) and set(trend["models"]) == {2}
+    assert sorted(trend["claim"]) == sorted(list(CLAIMS) * 2) and set(trend["models"]) == {2}
+    assert set(trend["axis"]) == {"log10 parameters", "base pass@1"}
+    assert set(findings["covers"]) == {"test problems only (one seed)"} and set(findings["verdict_holm"]) <= set(VERDICTS)
     front = (micro / "results/report/front_page.rst").read_text()
-    assert front.startswith("Negative vs positive reinforcement") and "9 of the paper's claims × 2 models = 18" in front
+    assert front.startswith("Negative vs positive reinforcement") and "11 of the paper's claims × 2 models = 22 verdicts" in front
 
 
 CLAIMED = re.compile(r"GPU (\S+) claimed by pid (\d+) \((.+?)\) at (\S+) after waiting")
@@ -154,4 +156,4 @@ def test_report_holds_every_figure_and_caption(micro):
                  "final_metrics.csv", "strata.png", "findings.csv", "findings_trend.csv", "findings_verdicts"):
         assert name in html, name
     assert "Does training trade breadth for precision?" in html
-    assert "2 models = 18 verdicts, each from its own 95 % paired bootstrap interval" in html  # the front page
+    assert "2 models = 22 verdicts, each from its own 95 % interval" in html  # the front page

@@ -189,8 +189,9 @@ VERDICT_COLORS = {"supported": "#a6dba0", "contradicted": "#f4a582", "inconclusi
 
 
 def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path]:
-    """One cell per claim × model (findings.csv): colour = verdict, text = estimate [lo, hi]."""
-    from nsr_study.findings import CLAIMS
+    """One cell per claim × model (findings.csv): colour = verdict, text = estimate [lo, hi] and
+    the Holm-adjusted verdict where it differs."""
+    from nsr_study.findings import CLAIMS, statement
 
     claims = [c for c in CLAIMS if c in set(table["claim"])]
     models = _models_by_size(table)
@@ -202,20 +203,21 @@ def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path
                 continue
             r = r.iloc[0]
             ax.add_patch(plt.Rectangle((j, i), 1, 1, color=VERDICT_COLORS[r["verdict"]], ec="white", lw=2))
-            ax.text(j + 0.5, i + 0.5, f"{r['estimate']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]", ha="center",
+            holm = f"\nHolm: {r['verdict_holm']}" if r["verdict_holm"] != r["verdict"] else ""
+            ax.text(j + 0.5, i + 0.5, f"{r['estimate']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]{holm}", ha="center",
                     va="center", fontsize=7.5)
     ax.set_xlim(0, len(models))
     ax.set_ylim(len(claims), 0)
     ax.set_xticks(np.arange(len(models)) + 0.5, models)
     ax.set_yticks(np.arange(len(claims)) + 0.5,
-                  [f"{c}\n{CLAIMS[c].contrast}, {CLAIMS[c].metric}" for c in claims], fontsize=7.5)
+                  [f"{c}\n{statement(CLAIMS[c])}" for c in claims], fontsize=7.5)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLORS.values()]
     ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=8,
               frameon=False)
-    ax.set_title(f"The paper's claims per model: estimate [{100 * confidence:g} % paired bootstrap interval]",
-                 fontsize=10)
+    ax.set_title(f"The paper's claims per model: estimate [{100 * confidence:g} % interval over "
+                 f"{table['covers'].iloc[0]}]", fontsize=10)
     fig.tight_layout()
     return _save(fig, stem)

@@ -71,7 +71,7 @@ rule findings:
             "results/tables/findings_trend.csv",
             caption="../report/findings_trend.rst",
             category="Findings",
-            labels={"findings": "trend over model size"},
+            labels={"findings": "trend over model size and prior"},
         ),
         front_page=FRONT_PAGE,
     log:
@@ -82,7 +82,5 @@ rule findings:
         labels=eval_labels(),
         confidence=config["report"]["findings"]["confidence"],
         margin=config["report"]["findings"]["noninferiority_margin"],
-        draws=config["report"]["findings"]["bootstrap_draws"],
-        seed=config["report"]["findings"]["seed"],
     script:
         "../scripts/findings.py"
