@@ -128,20 +128,20 @@ def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell_and
 
 
 def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_work(micro, tmp_path):
-    """evaluate.max_new_tokens 1000 leaves no room in the tiny models' 512 positions: rule
+    """evaluate.max_new_tokens 2000 leaves no room in the tiny models' 2048 positions: rule
     prompt_lengths fails naming each model and its longest test problem, and no evaluation
     (which the new setting would rerun) starts. On a copy, so the other tests keep their outputs."""
     root = tmp_path / "copy"
     shutil.copytree(micro, root, symlinks=True)
     cfg = root / "long.yaml"
-    cfg.write_text(yaml.safe_dump(MICRO | {"evaluate": MICRO["evaluate"] | {"max_new_tokens": 1000}}))
+    cfg.write_text(yaml.safe_dump(MICRO | {"evaluate": MICRO["evaluate"] | {"max_new_tokens": 2000}}))
     res = snakemake("--cores", "2", "-d", root, "--configfile", cfg)
     out = res.stdout + res.stderr
     assert res.returncode != 0
     log = (root / "logs/data/prompt_lengths.log").read_text()
     for model in ("tiny-a", "tiny-b"):
         assert re.search(rf"model {model}: test problem test-\d+: its prompt has \d+ tokens, which with "
-                         r"evaluate.max_new_tokens = 1000 exceeds the model's context of 512 tokens", log), log
+                         r"evaluate.max_new_tokens = 2000 exceeds the model's context of 2048 tokens", log), log
     assert "rule prompt_lengths" in out and not re.search(r"rule (evaluate_base|evaluate_cell|train):", out), out
 
 

@@ -230,11 +230,11 @@ def _fmt(r) -> str:
 
 
 def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], confidence: float,
-                margin: float) -> str:
+                margin: float, title: str = "Findings") -> str:
     """The findings in words (reStructuredText for the report's front page), from the tables."""
     pct = f"{100 * confidence:g} %"
     models = table.drop_duplicates("model").sort_values("parameters")["model"].tolist()
-    lines = ["Findings", "--------", "",
+    lines = [title, "-" * len(title), "",
              f"{table['claim'].nunique()} of the paper's claims × {len(models)} models = {len(table)} verdicts, "
              f"each from its own {pct} paired bootstrap interval (estimate [lo, hi]) over "
              f"{int(table['problems'].max())} test problems and {int(table['seeds'].max())} seed(s); pass@kmax is "

@@ -11,6 +11,7 @@ MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
 SEEDS = config["seeds"]
 DATA = config["data"]
+BENCHMARKS = config["benchmarks"]
 
 
 wildcard_constraints:
@@ -20,13 +21,15 @@ wildcard_constraints:
 
 
 def data_source_files():
-    """Input files of prepare_data: none for the hub, the local or synthetic files otherwise."""
+    """Input files of prepare_data: MATH's local or synthetic files (none from the hub), and
+    each local file of `benchmarks`."""
     if DATA["source"] == "local":
         return {"train": DATA["local"]["train"], "test": DATA["local"]["test"]}
+    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b}
     if DATA["source"] == "synthetic":
         out = rules.synthetic_data.output
-        return {"train": out.train, "test": out.test}
-    return {}
+        return files | {"train": out.train, "test": out.test}
+    return files
 
 
 def data_targets():
@@ -36,6 +39,7 @@ def data_targets():
         "results/data/test.jsonl",
         "results/data/strata.csv",
         "results/data/strata.png",
+        "results/data/benchmarks.csv",
         "results/data/prompt_lengths.csv",
     ]
 
@@ -107,6 +111,12 @@ EVAL_RUNTIME = {
 } | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
 
 
+def eval_benchmarks() -> dict:
+    """{test set: {n, max_new_tokens}}: each set's own or the evaluate section's."""
+    ev = config["evaluate"]
+    return {b["name"]: {k: b.get(k, ev[k]) for k in ("n", "max_new_tokens")} for b in BENCHMARKS}
+
+
 def eval_config(wildcards, objective, seed) -> str:
     """Evaluation settings (device and dtype shared with training) and the label. No prompt
     limit: evaluation sizes its context for the longest test prompt (nsr_study.evaluate)."""
@@ -114,7 +124,7 @@ def eval_config(wildcards, objective, seed) -> str:
     shared = {k: t[k] for k in ("device", "dtype")}
     return json.dumps(
         {
-            "evaluate": shared | results_settings(config["evaluate"]),
+            "evaluate": shared | results_settings(config["evaluate"]) | {"benchmarks": eval_benchmarks()},
             "prompt": config["prompt"],
             "grading": config["grading"],
             "label": {"model": wildcards.model, "objective": objective, "seed": seed},

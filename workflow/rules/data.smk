@@ -34,6 +34,12 @@ rule prepare_data:
             category="Data",
             labels={"data": "strata figure"},
         ),
+        benchmarks=report(
+            "results/data/benchmarks.csv",
+            caption="../report/benchmarks.rst",
+            category="Data",
+            labels={"data": "test sets"},
+        ),
     log:
         "logs/data/prepare_data.log",
     conda:
@@ -44,6 +50,8 @@ rule prepare_data:
         test_fraction=DATA["test_fraction"],
         val_size=DATA["val_size"],
         seed=DATA["seed"],
+        benchmarks=BENCHMARKS[1:],
+        timeout_s=config["grading"]["timeout_s"],
     script:
         "../scripts/prepare_data.py"
 
@@ -67,6 +75,6 @@ rule prompt_lengths:
         models={name: m["id"] for name, m in MODELS.items()},
         prompt=config["prompt"],
         max_prompt_tokens=config["train"]["max_prompt_tokens"],
-        eval_max_new_tokens=config["evaluate"]["max_new_tokens"],
+        eval_max_new_tokens=max(b["max_new_tokens"] for b in eval_benchmarks().values()),
     script:
         "../scripts/prompt_lengths.py"

@@ -80,6 +80,7 @@ rule findings:
         "../../envs/analysis.yaml"
     params:
         labels=eval_labels(),
+        benchmarks=[b["name"] for b in BENCHMARKS],
         confidence=config["report"]["findings"]["confidence"],
         margin=config["report"]["findings"]["noninferiority_margin"],
         draws=config["report"]["findings"]["bootstrap_draws"],
