@@ -6,6 +6,7 @@ import re
 import shlex
 
 from nsr_study.config import RUNTIME_ONLY, objective_train
+from nsr_study.paper import load_reference
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -164,9 +165,21 @@ FRONT_PAGE_TEMPLATE = os.path.join(workflow.basedir, "workflow", "report", "work
 FRONT_PAGE = "results/report/front_page.rst"
 
 
+# Models of the grid that are the paper's own (Table 1, nsr_study.paper): each gets its pass@k set
+# beside the paper's (rule paper_comparison).
+PAPER_MODELS = [name for name, m in MODELS.items() if m["id"] == load_reference()["model"]]
+
+
+def paper_targets():
+    return [f"results/tables/paper_comparison_{m}.csv" for m in PAPER_MODELS] + [
+        f"results/figures/paper_comparison_{m}.{ext}" for m in PAPER_MODELS for ext in ("png", "svg")
+    ]
+
+
 def report_targets():
     return (
         expand("results/tables/{table}.csv", table=TABLES + ["findings", "findings_trend"])
         + expand("results/figures/{figure}.{ext}", figure=FIGURES + ["findings_verdicts"], ext=["png", "svg"])
+        + paper_targets()
         + [FRONT_PAGE]
     )

@@ -87,3 +87,33 @@ rule findings:
         seed=config["report"]["findings"]["seed"],
     script:
         "../scripts/findings.py"
+
+
+# A run of the paper's own model: our pass@k beside the paper's Table 1 (nsr_study.paper).
+rule paper_comparison:
+    input:
+        passk="results/tables/passk.csv",
+    output:
+        table=report(
+            "results/tables/paper_comparison_{model}.csv",
+            caption="../report/paper_comparison.rst",
+            category="Paper",
+            labels={"paper": "Table 1 beside ours", "model": "{model}"},
+        ),
+        **{
+            f"figure_{ext}": report(
+                f"results/figures/paper_comparison_{{model}}.{ext}",
+                caption="../report/paper_comparison.rst",
+                category="Paper",
+                labels={"paper": "figure", "model": "{model}", "format": ext},
+            )
+            for ext in ("png", "svg")
+        },
+    log:
+        "logs/report/paper_comparison_{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        confidence=config["report"]["findings"]["confidence"],
+    script:
+        "../scripts/paper_comparison.py"
