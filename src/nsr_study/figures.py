@@ -225,7 +225,8 @@ def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path
                     va="center", fontsize=7.5)
     ax.set_xlim(0, len(columns))
     ax.set_ylim(len(claims), 0)
-    ax.set_xticks(np.arange(len(columns)) + 0.5, [f"{m}\n{b}" for b, m in columns])
+    several = len({b for b, _ in columns}) > 1
+    ax.set_xticks(np.arange(len(columns)) + 0.5, [f"{m}\n{b}" if several else m for b, m in columns])
     ax.set_yticks(np.arange(len(claims)) + 0.5,
                   [f"{c}\n{CLAIMS[c].contrast}, {CLAIMS[c].metric}" for c in claims], fontsize=7.5)
     ax.tick_params(length=0)
