@@ -94,12 +94,6 @@ rule paper_comparison:
     input:
         passk="results/tables/passk.csv",
     output:
-        table=report(
-            "results/tables/paper_comparison_{model}.csv",
-            caption="../report/paper_comparison.rst",
-            category="Paper",
-            labels={"paper": "Table 1 beside ours", "model": "{model}"},
-        ),
         **{
             f"figure_{ext}": report(
                 f"results/figures/paper_comparison_{{model}}.{ext}",
@@ -109,6 +103,12 @@ rule paper_comparison:
             )
             for ext in ("png", "svg")
         },
+        table=report(
+            "results/tables/paper_comparison_{model}.csv",
+            caption="../report/paper_comparison.rst",
+            category="Paper",
+            labels={"paper": "Table 1 beside ours", "model": "{model}"},
+        ),
     log:
         "logs/report/paper_comparison_{model}.log",
     conda:
