@@ -107,7 +107,7 @@ def tiny_cell_dir(root: Path, **spec) -> Path:
     train, val = generate(64, 8, seed=0)
     for split, recs in (("train", train), ("val", val)):
         for i, r in enumerate(recs):
-            r.update(id=f"{split}-{i}", subject=r["type"])
+            r.update(id=f"{split}-{i}", benchmark="math", subject=r["type"])
         write_jsonl(recs, root / f"{split}.jsonl")
     tokenizer = build_tokenizer(corpus(train, demo_config()["prompt"]), 300)
     torch.manual_seed(0)
