@@ -25,6 +25,8 @@ DIFFERENCES = (
     "PPO: in the paper's table, not run here (this pipeline has no value model)",
     "settings: config/paper.yaml follows the paper's released scripts, but the implementation (verl vs this "
     "trainer), the sampling seeds, and anything set outside those scripts differ; the paper reports one run",
+    "answer length: the paper's evaluation stopped at the model's 4,096 positions (4,096 - prompt new tokens), "
+    "config/paper.yaml at 3,072 new tokens",
 )
 
 
