@@ -60,6 +60,17 @@ def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens
     return len(prompts[i])
 
 
+def longest_test_prompt(records: list[dict], prompts: list[list[int]], new_tokens: dict[str, int], context: int) -> int:
+    """``longest_prompt`` over every test set of the test table, each with its own
+    ``max_new_tokens`` (``new_tokens``, by the records' ``benchmark``)."""
+    longest = 0
+    for name in dict.fromkeys(r["benchmark"] for r in records):
+        idx = [i for i, r in enumerate(records) if r["benchmark"] == name]
+        longest = max(longest, longest_prompt([records[i] for i in idx], [prompts[i] for i in idx],
+                                              new_tokens[name], context))
+    return longest
+
+
 def model_context(model_path: str) -> int:
     """The number of positions the model was built for, from its config alone (no weights)."""
     from transformers import AutoConfig
@@ -103,9 +114,8 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
     records = read_jsonl(test_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
-    context = model_context(model_path)
-    longest = max(longest_prompt([records[i] for i in g["indices"]], [prompts[i] for i in g["indices"]],
-                                 g["max_new_tokens"], context) for g in groups.values())
+    longest = longest_test_prompt(records, prompts, {name: g["max_new_tokens"] for name, g in groups.items()},
+                                  model_context(model_path))
     model = load_causal_lm(model_path, device).eval()
     pad_id = pad_token_id(tokenizer)
     engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}

@@ -76,6 +76,6 @@ rule prompt_lengths:
         models={name: m["id"] for name, m in MODELS.items()},
         prompt=config["prompt"],
         max_prompt_tokens=config["train"]["max_prompt_tokens"],
-        eval_max_new_tokens=max(b["max_new_tokens"] for b in eval_benchmarks().values()),
+        eval_max_new_tokens={name: b["max_new_tokens"] for name, b in eval_benchmarks().items()},
     script:
         "../scripts/prompt_lengths.py"
