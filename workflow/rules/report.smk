@@ -99,7 +99,8 @@ rule paper_comparison:
                 f"results/figures/paper_comparison_{{model}}.{ext}",
                 caption="../report/paper_comparison.rst",
                 category="Paper",
-                labels={"paper": "figure", "model": "{model}", "format": ext},
+                subcategory="{model}",
+                labels={"paper": "figure", "format": ext},
             )
             for ext in ("png", "svg")
         },
@@ -107,7 +108,8 @@ rule paper_comparison:
             "results/tables/paper_comparison_{model}.csv",
             caption="../report/paper_comparison.rst",
             category="Paper",
-            labels={"paper": "Table 1 beside ours", "model": "{model}"},
+            subcategory="{model}",
+            labels={"paper": "Table 1 beside ours"},
         ),
     log:
         "logs/report/paper_comparison_{model}.log",
