@@ -233,8 +233,8 @@ def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path
     for side in ax.spines.values():
         side.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLORS.values()]
-    ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=8,
-              frameon=False)
+    ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.09 if several else -0.04),
+              ncol=3, fontsize=8, frameon=False)  # below the tick labels, two lines with several test sets
     ax.set_title(f"The paper's claims per model and test set: estimate [{100 * confidence:g} % paired bootstrap "
                  "interval]", fontsize=10)
     fig.tight_layout()
