@@ -26,7 +26,7 @@ def test_findings_verdicts_colours_each_claim_and_model_by_its_verdict(tmp_path,
          "verdict_holm": "inconclusive", "estimate": -0.2, "lo": -0.3, "hi": -0.1},
         {"claim": "psr_narrows", "model": "small", "parameters": 10, "verdict": "inconclusive",
          "verdict_holm": "inconclusive", "estimate": 0.0, "lo": -0.1, "hi": 0.1},
-    ]).assign(covers="test problems only (one seed)")
+    ]).assign(covers="test problems only (one seed)", benchmark="math")
     drawn, save = {}, figures._save
     monkeypatch.setattr(figures, "_save", lambda fig, stem: save(drawn.setdefault("fig", fig), stem))
     paths = figures.findings_verdicts(table, 0.95, tmp_path / "findings_verdicts")

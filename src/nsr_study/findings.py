@@ -266,7 +266,7 @@ FLIP_RATE = ("for scale, the one-seed demo run on two machines of the same kind 
 
 
 def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], confidence: float,
-                margin: float) -> str:
+                margin: float, title: str = "Findings") -> str:
     """The findings in words (reStructuredText for the report's front page), from the tables."""
     pct = f"{100 * confidence:g} %"
     models = table.drop_duplicates("model").sort_values("parameters")["model"].tolist()
@@ -276,7 +276,7 @@ def summary_rst(table: pd.DataFrame, trend: pd.DataFrame, untested: list[str], c
              f"one training seed and {int(table['problems'].max())} test problems: **these verdicts are single-run**; "
              "each interval covers test-set noise only, not the noise of rerunning training, and "
              f"{FLIP_RATE}")
-    lines = ["Findings", "--------", "",
+    lines = [title, "-" * len(title), "",
              f"{table['claim'].nunique()} of the paper's claims × {len(models)} models = {len(table)} verdicts, "
              f"each from its own {pct} interval (estimate [lo, hi]) over {scope}. pass@kmax is "
              f"pass@{int(table['k_max'].max())}, the largest k evaluated. Supported: the interval lies on the "
