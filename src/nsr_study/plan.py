@@ -43,7 +43,6 @@ import jsonschema
 import yaml
 
 from nsr_study.config import ConfigError, load_config, objective_train
-from nsr_study.rollout import prompts_per_call
 
 THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
 
@@ -156,6 +155,13 @@ def find_rates(throughput: dict, card: str, backend: str, model_id: str) -> Rate
 # ---------------------------------------------------------------- the cost model (pure)
 
 
+def prompts_per_call(n: int, batch_size: int) -> int:
+    """Prompts per HF ``generate`` call: ``batch_size`` sequences of ``n`` samples each, at
+    least one prompt (``rollout.HFBackend`` batches with it; here, free of torch, so that the
+    Snakefile can cost rules)."""
+    return max(1, batch_size // n)
+
+
 def generate_calls(prompts: int, n: int, batch_size: int) -> list[int]:
     """Sequences in each HF ``generate`` call for ``prompts`` prompts × ``n`` samples (the
     HFBackend's chunking)."""
@@ -222,6 +228,7 @@ class Row:
     phases: dict[str, float] | None
     missing: str = ""
     objectives: tuple[str, ...] = ()
+    shards: int = 1  # jobs per evaluation (its shards of test problems)
 
     @property
     def label(self) -> str:
@@ -247,27 +254,31 @@ def objective_groups(train: dict, objectives: list[str]) -> list[tuple[str, ...]
 
 def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
     """One Row per (rule, model) of the configured grid, training rows per group of objectives
-    with the same settings; ``backend`` overrides the config's train and evaluate backends."""
+    with the same settings, evaluation rows per shard (``shard_count``: each shard job costs as
+    the largest shard); ``backend`` overrides the config's train and evaluate backends."""
     t, e, workers = config["train"], config["evaluate"], config["grading"]["workers"]
     grade_rate = throughput["grading"]["answers_per_s_per_worker"]
     seeds = len(config["seeds"])
     cells = len(config["objectives"]) * seeds
+    shards = shard_count(problems, e["shard_size"])
+    largest = -(-problems // shards)
     rows = []
-    for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", 1, e["backend"]),
-                             ("evaluate_cell", cells, e["backend"])):
+    for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", shards, e["backend"]),
+                             ("evaluate_cell", cells * shards, e["backend"])):
         kind = backend or kind
         for m in config["models"]:
             rates = find_rates(throughput, card, kind, m["id"])
             if rates is None:
-                rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}"))
+                rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}",
+                                shards=1 if rule == "train" else shards))
             elif rule == "train":
                 for group in objective_groups(t, config["objectives"]):
                     phases = train_seconds(objective_train(t, group[0]), config["data"]["val_size"], workers,
                                            grade_rate, rates)
                     rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group))
             else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
-                rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
-                                                                        workers, grade_rate, rates)))
+                rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, largest, t["generation_batch_size"],
+                                                                        workers, grade_rate, rates), shards=shards))
     return rows
 
 
@@ -332,18 +343,20 @@ def schedule_bounds(jobs: list[Job], gpus: int) -> tuple[float, float]:
 
 
 def study_jobs(rows: list[Row]) -> list[Job]:
-    """The GPU jobs of ``study_rows``' grid: per model, each ``evaluate_cell`` waits for its
-    ``train`` job; ``evaluate_base`` waits for none (it runs beside training). An unmeasured
-    job counts 0 s (the plan then says it is incomplete)."""
+    """The GPU jobs of ``study_rows``' grid: per model, each shard of a cell's ``evaluate_cell``
+    waits for the cell's ``train`` job; the shards of ``evaluate_base`` wait for none (they run
+    beside training). An unmeasured job counts 0 s (the plan then says it is incomplete)."""
     seconds = lambda r: (r.job_hours or 0.0) * 3600  # noqa: E731
-    evals = {(r.rule, r.model): seconds(r) for r in rows if r.rule != "train"}
+    evals = {(r.rule, r.model): r for r in rows if r.rule != "train"}
     jobs: list[Job] = []
     for model in dict.fromkeys(r.model for r in rows):
+        cell = evals["evaluate_cell", model]
         for r in (r for r in rows if r.rule == "train" and r.model == model):  # one row per objective group
             trains = range(len(jobs), len(jobs) + r.jobs)
             jobs += [Job(seconds(r)) for _ in trains]
-            jobs += [Job(evals["evaluate_cell", model], (t,)) for t in trains]
-        jobs.append(Job(evals["evaluate_base", model]))
+            jobs += [Job(seconds(cell), (t,)) for t in trains for _ in range(cell.shards)]
+        base = evals["evaluate_base", model]
+        jobs += [Job(seconds(base)) for _ in range(base.shards)]
     return jobs
 
 
@@ -365,6 +378,49 @@ def count_test_problems(data: dict) -> int:
     else:
         raise PlanError(f"data.hub.id: the test split size of {data['hub']['id']} is unknown here; pass --test-problems")
     return round(rows * data["test_fraction"])
+
+
+def shard_count(problems: int, shard_size: int) -> int:
+    """Shards of one evaluation: ``problems`` test problems in shards of at most ``shard_size``."""
+    return max(1, -(-problems // shard_size))
+
+
+def eval_shards(config: dict) -> int:
+    """The workflow's shards per evaluation, from the test problems the data config samples
+    (``count_test_problems``); one shard where that count is unknown (another hub dataset).
+    The shards split the actual rows (``evaluate.shard_rows``), whatever their exact number."""
+    try:
+        return shard_count(count_test_problems(config["data"]), config["evaluate"]["shard_size"])
+    except PlanError:
+        return 1
+
+
+# SLURM runtime of a GPU job: the plan's estimate (an upper bound of the work, without model
+# loading and warm-up) times RUNTIME_MARGIN plus RUNTIME_SLACK_MIN minutes; a job whose model has
+# no measurement on any card gets UNMEASURED_MIN.
+RUNTIME_MARGIN, RUNTIME_SLACK_MIN, UNMEASURED_MIN = 1.5, 15, 720
+
+
+def rule_minutes(config: dict, throughput: dict | None = None) -> dict[str, dict[str, int]]:
+    """{GPU rule: {model: SLURM runtime in minutes}}: the longest job of that rule and model on
+    any measured card and backend (the slowest is HF's; vLLM has no stored measurement yet, and
+    decodes faster), with the margin above; the workflow sets each GPU rule's ``runtime``
+    resource from it (profiles/slurm)."""
+    throughput = throughput or load_throughput(THROUGHPUT)
+    try:
+        problems = count_test_problems(config["data"])
+    except PlanError:  # the workflow's one shard (eval_shards) of a MATH-sized guess
+        problems = HUB_TEST_ROWS["DigitalLearningGmbH/MATH-lighteval"]
+        config = config | {"evaluate": config["evaluate"] | {"shard_size": problems}}
+    cards = sorted({entry["card"] for entry in throughput["generation"]})
+    hours: dict[str, dict[str, float]] = {}
+    for card in cards:
+        for r in (r for backend in ("hf", "vllm") for r in study_rows(config, problems, throughput, card, backend)):
+            known = hours.setdefault(r.rule, {}).setdefault(r.model, 0.0)
+            if r.job_hours is not None:
+                hours[r.rule][r.model] = max(known, r.job_hours)
+    return {rule: {m: math.ceil(h * 60 * RUNTIME_MARGIN + RUNTIME_SLACK_MIN) if h else UNMEASURED_MIN
+                   for m, h in by_model.items()} for rule, by_model in hours.items()}
 
 
 def wall_clock_line(rows: list[Row], gpus: int) -> str:
@@ -391,7 +447,8 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
            f"grid: {len(config['models'])} models × {len(config['objectives'])} objectives × {len(config['seeds'])} "
            f"seeds = {len(config['models']) * cells} cells; {t['steps']} steps of {t['prompts_per_step']} × "
            f"{t['rollouts_per_prompt']} rollouts; test ≈ {problems} problems × (greedy + {e['n']} samples) of ≤ "
-           f"{e['max_new_tokens']} tokens", "",
+           f"{e['max_new_tokens']} tokens, each evaluation in {shard_count(problems, e['shard_size'])} shard jobs of ≤ "
+           f"{e['shard_size']} problems (evaluate.shard_size)", "",
            f"{'rule':14s} {'model (objectives)':32s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
     for r in rows:
         if r.phases is None:
