@@ -25,6 +25,7 @@ import torch
 
 from nsr_study.batch import Sample, autocast, collate
 from nsr_study.data import read_jsonl, write_jsonl
+from nsr_study.devices import compute_device
 from nsr_study.grading import STATUSES, Grader
 from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.logprobs import token_logprobs
@@ -89,7 +90,7 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     from transformers import set_seed
 
     set_seed(seed)
-    device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
+    device = compute_device(cfg["device"], f"evaluate {model_path}")
     tokenizer = load_tokenizer(model_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     longest = longest_prompt(records, prompts, cfg["max_new_tokens"], model_context(model_path))

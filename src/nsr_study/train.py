@@ -340,18 +340,21 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
     args = ap.parse_args(argv)
-    from nsr_study.devices import pin
+    from nsr_study.devices import compute_device, pin
     from nsr_study.logs import attempt_log, setup_logging
 
     attempt = attempt_log(Path(args.work) / "attempts")
     setup_logging(args.log, attempt)
     cell = json.loads(args.cell)
-    claim = pin(args.gpus, f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")  # before CUDA starts
+    label = f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}"
+    claim = pin(args.gpus, label)  # before CUDA starts
+    device = compute_device(cell["train"]["device"], label)
     log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
     if args.threads:
         torch.set_num_threads(args.threads)
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=",".join(claim.ids))
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, device,
+        gpus=",".join(claim.ids))
 
 
 if __name__ == "__main__":
