@@ -6,7 +6,7 @@ import yaml
 from conftest import REPO
 from nsr_study.plan import THROUGHPUT as STORED
 from nsr_study.config import load_config
-from nsr_study.plan import (UNMEASURED_MIN, Job, PlanError, Rates, chains, count_test_problems, eval_shards,
+from nsr_study.plan import (UNMEASURED_MIN, Job, PlanError, Rates, chains, count_test_problems, disk_bytes, eval_shards,
                             evaluate_seconds, generate_calls, list_schedule, load_throughput, main, rates_from,
                             rule_minutes, schedule_bounds, shard_count, study_jobs, study_rows, train_seconds,
                             validation_count)
@@ -157,6 +157,18 @@ def test_workflow_shards_and_slurm_runtimes_come_from_the_plan():
     assert minutes["evaluate_cell"]["a"] == minutes["evaluate_base"]["a"] == 16
 
 
+def test_disk_by_hand():
+    """2 cells of 10 parameters and 1 of 100, bf16 policies: 2 × 10 × 2 + 100 × 2 = 240 bytes;
+    checkpoints 12 bytes a parameter: 240 + 1,200 = 1,440. Two GPUs: the two largest cells (100
+    and 10 parameters) write at once, one more checkpoint each when kept (1,320 bytes), two
+    each while writing when not (the previous one is deleted only after)."""
+    d = disk_bytes([(2, 10), (1, 100)], "bfloat16", keep_checkpoint=True, gpus=2)
+    assert d == {"policies": 240, "checkpoints": 1440, "at_rest": 1680, "peak": 1680 + 1320}
+    d = disk_bytes([(2, 10), (1, 100)], "bfloat16", keep_checkpoint=False, gpus=2)
+    assert d == {"policies": 240, "checkpoints": 0, "at_rest": 240, "peak": 240 + 2 * 1320}
+    assert disk_bytes([(1, 10)], "float32", True, gpus=8)["at_rest"] == 40 + 120
+
+
 def test_an_objectives_own_kl_loss_costs_only_its_cells():
     """GRPO with kl_coef 0.5 beside PSR and NSR: per model one train row of GRPO's 2 seeds, whose
     log-probs take twice model a's 0.96 s × 2 steps (+ 1.92 s: 33.04 s), and one of PSR and NSR's
@@ -236,6 +248,9 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
         assert f"\n{rule} " in out
     assert "INCOMPLETE" in out and "no hf measurement of org/unmeasured on H100-80GB" in out
     assert f"wall-clock 1 GPU {total:.1f} h" in " ".join(out.split())
+    # q05's 4 cells of 494 M parameters: 4 × 0.494 × 2 = 4 GB of policies, × 12 = 24 GB of checkpoints
+    assert "disk at rest 28 GB (policies in bfloat16 4 GB, checkpoints 24 GB: train.keep_checkpoint true)" in \
+        " ".join(out.split()) and "INCOMPLETE: parameters unknown for org/unmeasured" in out
     main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--gpus", "8"])
     wall = list_schedule(study_jobs(rows), 8) / 3600
     low, high = (b / 3600 for b in schedule_bounds(study_jobs(rows), 8))

@@ -94,7 +94,7 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     tokenizer = load_tokenizer(model_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     longest = longest_prompt(records, prompts, cfg["max_new_tokens"], model_context(model_path))
-    model = load_causal_lm(model_path, device).eval()
+    model = load_causal_lm(model_path, device, getattr(torch, cfg["dtype"])).eval()  # as a policy is saved
     pad_id = pad_token_id(tokenizer)
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg | {"max_prompt_tokens": longest}, seed)
     n = cfg["n"]

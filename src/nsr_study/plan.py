@@ -69,6 +69,7 @@ THROUGHPUT_SCHEMA = {
                 "card": {"type": "string", "minLength": 1},
                 "backend": {"enum": ["hf", "vllm"]},
                 "shape": {"type": "string"},
+                "parameters": _COUNT,
                 "models": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                 "software": {"type": "string", "minLength": 1},
                 "source": {"type": "string", "minLength": 1},
@@ -143,6 +144,12 @@ def load_throughput(path) -> dict:
     if errors:
         raise PlanError("invalid throughput file:\n  " + "\n  ".join(errors))
     return data
+
+
+def model_parameters(throughput: dict, model_id: str) -> int | None:
+    """Parameters of a model, from any measurement of its shape that states them."""
+    return next((e["parameters"] for e in throughput["generation"] if model_id in e["models"] and "parameters" in e),
+                None)
 
 
 def find_rates(throughput: dict, card: str, backend: str, model_id: str) -> Rates | None:
@@ -280,6 +287,43 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
                 rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, largest, t["generation_batch_size"],
                                                                         workers, grade_rate, rates), shards=shards))
     return rows
+
+
+# ---------------------------------------------------------------- disk (pure)
+
+CHECKPOINT_BYTES_PER_PARAMETER = 12  # fp32 weights + AdamW's two fp32 moments (nsr_study.checkpoint)
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # the policy is saved in the compute dtype
+
+
+def disk_bytes(cells: list[tuple[int, int]], dtype: str, keep_checkpoint: bool, gpus: int) -> dict[str, float]:
+    """Bytes the training outputs need for ``cells`` [(cells, parameters) per model]: ``at_rest``
+    once the study is done (every cell's policy, plus its last checkpoint with
+    ``keep_checkpoint``) and ``peak``, an upper bound while it runs: ``gpus`` training jobs of the
+    largest model at once, each writing a checkpoint beside its previous one (two briefly).
+    Evaluation outputs, logs and the models' own downloads are not counted (megabytes, and the
+    hub cache)."""
+    policies = sum(c * p * DTYPE_BYTES[dtype] for c, p in cells)
+    checkpoints = sum(c * p * CHECKPOINT_BYTES_PER_PARAMETER for c, p in cells)
+    sizes = sorted((p * CHECKPOINT_BYTES_PER_PARAMETER for c, p in cells for _ in range(c)), reverse=True)
+    writing = sum(sizes[:gpus])
+    if keep_checkpoint:
+        return {"policies": policies, "checkpoints": checkpoints, "at_rest": policies + checkpoints,
+                "peak": policies + checkpoints + writing}
+    return {"policies": policies, "checkpoints": 0, "at_rest": policies, "peak": policies + 2 * writing}
+
+
+def disk_line(config: dict, throughput: dict, gpus: int) -> str:
+    """The plan's disk line for the configured grid and ``train.keep_checkpoint``."""
+    cells = len(config["objectives"]) * len(config["seeds"])
+    counts = [(cells, model_parameters(throughput, m["id"])) for m in config["models"]]
+    unknown = [m["id"] for m, (_, p) in zip(config["models"], counts) if p is None]
+    t = config["train"]
+    d = disk_bytes([c for c in counts if c[1] is not None], t["dtype"], t["keep_checkpoint"], gpus)
+    gb = lambda b: f"{b / 1e9:,.0f} GB"  # noqa: E731
+    line = (f"{'disk':14s} at rest {gb(d['at_rest'])} (policies in {t['dtype']} {gb(d['policies'])}, checkpoints "
+            f"{gb(d['checkpoints'])}: train.keep_checkpoint {str(t['keep_checkpoint']).lower()}), peak {gb(d['peak'])} "
+            f"with {gpus} training job{'s' * (gpus > 1)} writing checkpoints at once")
+    return line + (f"; INCOMPLETE: parameters unknown for {', '.join(unknown)}" if unknown else "")
 
 
 # ---------------------------------------------------------------- wall-clock on N GPUs (pure)
@@ -474,6 +518,7 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
         out.append(f"{'total':14s} {sum(r.jobs for r in rows):4d} jobs {hours:9.1f} GPU-h = {hours / 24:.1f} days on one "
                    "GPU" + (f"; INCOMPLETE: {sum(r.jobs for r in gaps)} jobs unmeasured" if gaps else ""))
         out.append(wall_clock_line(rows, gpus))
+    out.append(disk_line(config, throughput, gpus))
     batches = sorted({b for prompts, n in ((t["prompts_per_step"], t["rollouts_per_prompt"]),
                                            (config["data"]["val_size"], 1), (problems, 1), (problems, e["n"]))
                       for b in generate_calls(prompts, n, t["generation_batch_size"])})

@@ -318,9 +318,9 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
                 checkpoint.save(work, model, optimizer, step, cursor, cell)
     metrics.close()
-    Path(policy_dir).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(policy_dir, safe_serialization=True)
-    tokenizer.save_pretrained(policy_dir)
+    checkpoint.save_policy(model, tokenizer, policy_dir, cfg["dtype"])
+    if not cfg["keep_checkpoint"]:
+        checkpoint.remove_checkpoints(work)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(metrics.path, metrics_path)
     log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
