@@ -145,3 +145,32 @@ def load_state(ckpt: Path, optimizer) -> tuple[int, int]:
     optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])
     return state["step"], state["cursor"]
+
+
+def save_policy(model, tokenizer, folder: str | Path, dtype: str) -> None:
+    """Save the final policy in the compute dtype (bf16 on a GPU: half the bytes of fp32 weights,
+    and the dtype evaluation computes in, ``nsr_study.evaluate`` loads it so), then read the
+    files back and compare every tensor with the model's: a policy that does not verify raises,
+    so no checkpoint is deleted on its strength (``remove_checkpoints``)."""
+    from safetensors.torch import load_file
+
+    model = model.to(getattr(torch, dtype))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    saved = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        saved |= load_file(f)
+    state = model.state_dict()
+    wrong = sorted(k for k, v in saved.items() if k not in state or not torch.equal(v, state[k].detach().cpu()))
+    if not saved or wrong:
+        raise RuntimeError(f"the policy saved in {folder} does not read back as the trained weights "
+                           f"({', '.join(wrong[:5]) or 'no weights found'})")
+
+
+def remove_checkpoints(work: Path) -> None:
+    """Delete a cell's checkpoints (``train.keep_checkpoint: false``), once its policy is saved
+    and verified: 12 bytes per parameter each."""
+    for ckpt in checkpoints(work):
+        shutil.rmtree(ckpt)
+        log.info("deleted %s (train.keep_checkpoint is false; the policy is saved and verified)", ckpt)

@@ -316,9 +316,9 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
                 checkpoint.save(work, model, optimizer, step, cursor, cell)
     metrics.close()
-    Path(policy_dir).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(policy_dir, safe_serialization=True)
-    tokenizer.save_pretrained(policy_dir)
+    checkpoint.save_policy(model, tokenizer, policy_dir, cfg["dtype"])
+    if not cfg["keep_checkpoint"]:
+        checkpoint.remove_checkpoints(work)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(metrics.path, metrics_path)
     log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
@@ -340,19 +340,21 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
     args = ap.parse_args(argv)
-    from nsr_study.devices import pin
+    from nsr_study.devices import compute_device, pin
     from nsr_study.logs import attempt_log, setup_logging
 
     attempt = attempt_log(Path(args.work) / "attempts")
     setup_logging(args.log, attempt)
     cell = json.loads(args.cell)
-    claim = pin(args.gpus, f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")  # before CUDA starts
+    label = f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}"
+    claim = pin(args.gpus, label)  # before CUDA starts
+    device = compute_device(cell["train"]["device"], label)
     log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
     if args.threads:
         torch.set_num_threads(args.threads)
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=",".join(claim.ids),
-        trackers=tuple(args.trackers), tracker_project=args.tracker_project)
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, device,
+        gpus=",".join(claim.ids), trackers=tuple(args.trackers), tracker_project=args.tracker_project)
 
 
 if __name__ == "__main__":
