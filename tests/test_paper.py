@@ -1,6 +1,8 @@
 """The paper's Table 1 as reference data and our pass@k beside it, on a fake run of the paper's
 model (nsr_study.paper), and config/paper.yaml: it plans and adds the comparison."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -61,15 +63,16 @@ def test_comparison_of_a_fake_run_computed_by_hand(tmp_path):
 def test_paper_config_plans_every_job_and_the_comparison():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=8", "--configfile", REPO / "config" / "paper.yaml")
     assert res.returncode == 0, res.stderr[-3000:]
-    for line in ("paper_comparison        1", "train                   4", "evaluate_base           1"):
-        assert line in res.stdout, res.stdout[-3000:]
+    shards = 80  # 5,000 + 30 + 40 test problems in shards of 64 (evaluate.shard_size)
+    for rule, count in (("paper_comparison", 1), ("train", 4), ("evaluate_base", shards), ("merge_evaluation", 5)):
+        assert re.search(rf"^{rule}\s+{count}$", res.stdout, re.M), res.stdout[-3000:]
     assert "results/figures/paper_comparison_qwen2.5-math-7b.png" in res.stdout
 
 
 def test_paper_config_is_priced():
-    from nsr_study.plan import count_benchmark_problems, count_test_problems
+    from nsr_study.plan import count_all_test_problems
     from conftest import study_config
 
     config = study_config("config/paper.yaml")
     assert config["models"][0]["gpus"] == 8 and config["evaluate"]["n"] == 256
-    assert count_test_problems(config["data"]) + count_benchmark_problems(config["benchmarks"]) == 5000 + 30 + 40
+    assert count_all_test_problems(config) == 5000 + 30 + 40

@@ -25,7 +25,7 @@ BENCHMARKS = [b["name"] for b in MICRO["benchmarks"]]  # math, and AIME 2025 and
 def shards(size: int) -> int:
     """Shards per micro evaluation with ``evaluate.shard_size`` = size: 20 sampled test problems
     and every other test set's rows."""
-    return shard_count(20 + count_benchmark_problems(MICRO["benchmarks"]), size)
+    return shard_count(20 + count_benchmark_problems(MICRO["benchmarks"], MICRO["data"]), size)
 
 
 def jobs(dry_run_output: str) -> dict[str, int]:

@@ -73,7 +73,7 @@ def test_evaluate_seconds_by_hand():
 
 def grid(**train):
     return {"models": [{"name": "a", "id": "org/a"}, {"name": "b", "id": "org/b"}], "objectives": ["NSR"], "seeds": [0],
-            "data": {"val_size": 4}, "grading": {"workers": 1},
+            "data": {"val_size": 4}, "benchmarks": [{"name": "math"}], "grading": {"workers": 1},
             "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
                           kl_coef=0.0, val_every=2, val_samples=1, backend="hf", per_objective={}) | train,
             "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf", "shard_size": 64}}

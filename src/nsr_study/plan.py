@@ -43,6 +43,7 @@ import jsonschema
 import yaml
 
 from nsr_study.config import ConfigError, load_config, objective_train
+from nsr_study.synthetic import LONGER_FILE
 
 THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
 
@@ -425,12 +426,15 @@ def count_test_problems(data: dict) -> int:
     return round(rows * data["test_fraction"])
 
 
-def count_benchmark_problems(benchmarks: list[dict]) -> int:
-    """Problems of the test sets besides ``math`` (config ``benchmarks``), read whole. Priced with
-    the evaluate section's n and max_new_tokens (an upper bound where a set sets lower ones)."""
+def count_benchmark_problems(benchmarks: list[dict], data: dict) -> int:
+    """Problems of the test sets besides ``math`` (config ``benchmarks``), read whole (the demo's
+    synthetic set from ``data.synthetic.n_longer``: it is written by the workflow itself). Priced
+    with the evaluate section's n and max_new_tokens (an upper bound where a set sets lower ones)."""
     rows = 0
     for b in benchmarks[1:]:
-        if "local" in b:
+        if b.get("local") == LONGER_FILE and data["source"] == "synthetic":
+            rows += data["synthetic"]["n_longer"]
+        elif "local" in b:
             import pandas as pd
 
             path = Path(b["local"])
@@ -444,7 +448,7 @@ def count_benchmark_problems(benchmarks: list[dict]) -> int:
 
 def count_all_test_problems(config: dict) -> int:
     """Test problems of one evaluation: the sampled MATH test set and every other test set."""
-    return count_test_problems(config["data"]) + count_benchmark_problems(config["benchmarks"])
+    return count_test_problems(config["data"]) + count_benchmark_problems(config["benchmarks"], config["data"])
 
 
 def shard_count(problems: int, shard_size: int) -> int:

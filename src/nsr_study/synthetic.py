@@ -53,6 +53,8 @@ def make_problem(subject: str, level: int, rng: random.Random) -> dict:
 
 
 LONGER_LEVELS = (6, 7)  # chains longer than any training problem's (levels 1..5)
+# rule synthetic_data writes data.synthetic.n_longer of them here; a `benchmarks` entry reads it
+LONGER_FILE = "results/data/synthetic/longer.jsonl"
 
 
 def generate_longer(n: int, seed: int) -> list[dict]:

@@ -8,6 +8,7 @@ import shlex
 from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
 from nsr_study.plan import eval_shards, rule_minutes
+from nsr_study.synthetic import LONGER_FILE
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]

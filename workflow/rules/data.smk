@@ -5,7 +5,7 @@ rule synthetic_data:
     output:
         train="results/data/synthetic/train.jsonl",
         test="results/data/synthetic/test.jsonl",
-        longer="results/data/synthetic/longer.jsonl",
+        longer=LONGER_FILE,
     log:
         "logs/data/synthetic_data.log",
     conda:
