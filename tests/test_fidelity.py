@@ -1,4 +1,4 @@
-"""The README's fidelity table and config/config.yaml say the same: every `train.*`,
+"""The fidelity table (docs/training.md) and config/config.yaml say the same: every `train.*`,
 `evaluate.*` and `data.*` row's "this study" value is the config's (schema defaults filled),
 and every train/evaluate setting that affects results has a row."""
 
@@ -28,19 +28,19 @@ def lookup(config: dict, path: str):
 
 
 def test_every_row_states_the_configs_value():
-    config, rows = study_config(), table_rows((REPO / "README.md").read_text())
+    config, rows = study_config(), table_rows((REPO / "docs" / "training.md").read_text())
     wrong = {path: (cell, lookup(config, path)) for path, cell in rows.items()
              if yaml.safe_load(cell.strip("`")) != lookup(config, path)}
-    assert not wrong, f"README fidelity table vs config/config.yaml (table, config): {wrong}"
+    assert not wrong, f"docs/training.md fidelity table vs config/config.yaml (table, config): {wrong}"
 
 
 def test_every_results_setting_has_a_row():
-    config, rows = study_config(), table_rows((REPO / "README.md").read_text())
+    config, rows = study_config(), table_rows((REPO / "docs" / "training.md").read_text())
     settings = {f"{section}.{k}" for section in ("train", "evaluate") for k in config[section] if k not in RUNTIME_ONLY}
-    assert settings - set(rows) == set(), "settings without a row in the README fidelity table"
+    assert settings - set(rows) == set(), "settings without a row in the docs/training.md fidelity table"
 
 
 def test_a_changed_value_is_caught():
-    readme = (REPO / "README.md").read_text().replace("| `train.lr` | `1.0e-6` |", "| `train.lr` | `2.0e-6` |")
+    readme = (REPO / "docs" / "training.md").read_text().replace("| `train.lr` | `1.0e-6` |", "| `train.lr` | `2.0e-6` |")
     rows = table_rows(readme)
     assert rows["train.lr"] == "`2.0e-6`" and yaml.safe_load(rows["train.lr"].strip("`")) != study_config()["train"]["lr"]

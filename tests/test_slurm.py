@@ -34,14 +34,14 @@ def parsed(argv, monkeypatch):
 
 
 def readme_slurm_commands() -> list[list[str]]:
-    """Every `snakemake … profiles/slurm …` command line of the README."""
-    lines = (REPO / "README.md").read_text().splitlines()
+    """Every `snakemake … profiles/slurm …` command line of the README and docs/running.md."""
+    lines = "\n".join((REPO / f).read_text() for f in ("README.md", "docs/running.md")).splitlines()
     return [ln.split("#")[0].split()[1:] for ln in lines if re.match(r"\s*snakemake .*profiles/slurm", ln)]
 
 
 def test_readme_runs_slurm_without_the_default_profiles_gpu_cap(monkeypatch):
     commands = readme_slurm_commands()
-    assert commands, "README.md shows no `snakemake … profiles/slurm` command"
+    assert commands, "README.md and docs/running.md show no `snakemake … profiles/slurm` command"
     for argv in commands:
         args = parsed(argv, monkeypatch)
         assert args.executor == "slurm", argv

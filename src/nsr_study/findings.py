@@ -8,7 +8,7 @@ comparison that has an opposite: "at or above" (non-inferiority) and "falls belo
 measured against −margin (``report.findings.noninferiority_margin``), so a claim and its
 opposite split the line at the same point and cannot both be supported; "raises"/"lowers" and
 the direct NSR − PSR contrast use 0. ``statement`` is the one text of a claim: the front page,
-the figure and README's table show it as computed.
+the figure and docs/findings.md's table show it as computed.
 
 Every contrast is linear in the cells' per-problem values (``Claim.weights``; for |·| the
 weights carry the signs of the estimated differences, the delta method), so each seed s and
