@@ -20,7 +20,7 @@ covers both seeds and problems, or with one seed the test problems only (column 
 Verdicts (``verdict``): supported when the interval lies entirely on the claimed side of the
 threshold, contradicted when entirely on the other side, inconclusive otherwise. Each holds at
 its stated coverage on its own; ``verdict_holm`` applies Holm's step-down adjustment over all
-claims × models at the family-wise level 1 − confidence, on p-values that invert the same
+claims × models of one call (one test set) at the family-wise level 1 − confidence, on p-values that invert the same
 intervals.
 
 The trend over an axis (log10 parameters, or the base model's test pass@1) answers with the
