@@ -9,7 +9,10 @@ subject; mean response length and truncation rate of the samples; mean token ent
 greedy responses; grading statuses. The same rollout backends as training.
 
 Run by the evaluate rules as ``python -m nsr_study.evaluate shard ...`` per shard and by the
-merge rule as ``python -m nsr_study.evaluate merge ...``.
+merge rule as ``python -m nsr_study.evaluate merge ...``. With ``--ranks N`` (the model's
+``gpus``) a shard's problems are split further over N FSDP2 ranks (``nsr_study.distributed``),
+each rank generating, grading and scoring its contiguous share (samples seeded by problem id, so
+the same rows as on one rank), and rank 0 writes the gathered rows in table order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nsr_study import distributed
 from nsr_study.batch import Sample, autocast, collate
 from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.devices import compute_device
@@ -43,14 +48,19 @@ def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[floa
     the batch it lands in, and a problem's entropy would depend on its shard (one forward per
     problem is a small part of an evaluation, ``nsr_study.plan``)."""
     means = []
+    pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
+    # sharded, every rank makes as many forwards (each gathers the weights); extra ones are discarded
+    calls = int(distributed.all_max(len(pairs)))
     with torch.no_grad():
-        for p, r in zip(rollouts.prompt_ids, rollouts.response_ids):
+        for k in range(calls):
+            p, r = pairs[k] if k < len(pairs) else ([pad_id], [pad_id])
             b = collate([Sample(p, r)], pad_id, device)
             with autocast(device, cfg["dtype"]):
                 _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"],
                                         cfg["logprob_chunk"], temperature=1.0)
             mask = b["response_mask"].float()
-            means.append(float((ent * mask).sum() / mask.sum().clamp(min=1)))
+            if k < len(pairs):
+                means.append(float((ent * mask).sum() / mask.sum().clamp(min=1)))
     return means
 
 
@@ -127,12 +137,18 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
 
     set_seed(seed)
     device = compute_device(cfg["device"], f"evaluate {model_path}")
+    if distributed.launched():
+        distributed.init(device)
+    ranks = distributed.world()[1]
     tokenizer = load_tokenizer(model_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
     longest = longest_test_prompt(records, prompts, {name: g["max_new_tokens"] for name, g in groups.items()},
                                   model_context(model_path))
-    model = load_causal_lm(model_path, device, getattr(torch, cfg["dtype"])).eval()  # as a policy is saved
+    model = load_causal_lm(model_path, "cpu" if ranks > 1 else device, getattr(torch, cfg["dtype"])).eval()  # as saved
+    parameters = sum(p.numel() for p in model.parameters())
+    if ranks > 1:
+        distributed.shard(model, cfg["dtype"], device)
     pad_id = pad_token_id(tokenizer)
     engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, engine_cfg, seed)
@@ -142,21 +158,24 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
             recs = [records[i] for i in grp["indices"]]
             problems += evaluate_set(backend, grader, model, recs, [prompts[i] for i in grp["indices"]],
                                      cfg, grp["n"], grp["max_new_tokens"], pad_id, device, seed, name)
-    facts = dict(device=device, prompt_tokens_max=longest, parameters=sum(p.numel() for p in model.parameters()))
+    facts = dict(device=device, ranks=ranks, prompt_tokens_max=longest, parameters=parameters)
     return facts, problems
 
 
 def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_tokens, pad_id, device, seed, name
                  ) -> list[dict]:
     """One test set's rows: per problem, everything its set's summary needs
-    (``summarize_set``)."""
+    (``summarize_set``). On several ranks each rank takes its share of the problems and the
+    rows are gathered, in order, on every rank."""
+    rank, ranks = distributed.world()
+    records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
     with autocast(device, cfg["dtype"]):
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
-        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=True,
+        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0,
                               desc=f"{name}: grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],
                                    max_new_tokens=max_new_tokens, seed=seed, keys=[r["id"] for r in records])
-        s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=True,
+        s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=rank == 0,
                               desc=f"{name}: grading {n} samples per problem")
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
@@ -169,7 +188,7 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
                          "sampled_tokens": sum(map(len, sampled.response_ids[mine])),
                          "sampled_truncated": int(sum(sampled.truncated[mine])),
                          "sampled_statuses": dict(Counter(s.statuses[mine]))})
-    return problems
+    return distributed.gather(problems)
 
 
 def summarize_set(problems: list[dict], n: int, max_new_tokens: int, cfg: dict) -> dict:
@@ -203,7 +222,7 @@ def summarize_evaluation(problems: list[dict], facts: list[dict], cfg: dict) -> 
         benchmarks={name: summarize_set([problems[i] for i in g["indices"]], g["n"], g["max_new_tokens"], cfg)
                     for name, g in groups.items()},
         device=",".join(sorted({f["device"] for f in facts})), prompt_tokens_max=max(f["prompt_tokens_max"] for f in facts),
-        parameters=facts[0]["parameters"], shards=len(facts),
+        parameters=facts[0]["parameters"], shards=len(facts), ranks=max(f["ranks"] for f in facts),
     )
 
 
@@ -218,28 +237,32 @@ def run_shard(argv=None) -> None:
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
+    ap.add_argument("--ranks", type=int, default=1, help="processes (the model's gpus; nsr_study.distributed)")
     args = ap.parse_args(argv)
-    from nsr_study.devices import pin
     from nsr_study.logs import setup_logging
 
-    setup_logging(args.log)
+    rank = int(os.environ.get("RANK", 0))
+    setup_logging(args.log, quiet=rank > 0)
     cfg = json.loads(args.config)
     label = cfg["label"]
     shard, shards = map(int, args.shard.split("/"))
-    claim = pin(args.gpus, f"evaluate {label['model']}/{label['objective']}"
-                + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
+    gpus = distributed.begin("nsr_study.evaluate", ["shard", *(sys.argv[2:] if argv is None else argv)], args.ranks,
+                             args.gpus, f"evaluate {label['model']}/{label['objective']}"
+                             + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cfg["evaluate"] |= json.loads(args.runtime)
     seed = label["seed"] or 0  # a base model has no training seed; its sampling uses 0
     records = shard_rows(read_jsonl(args.test), shard, shards)
     facts, problems = None, []  # more shards than problems (the workflow counts them from the config)
     if records:
         facts, problems = evaluate(args.model, records, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
-        facts["gpus"] = ",".join(claim.ids)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"facts": facts, "problems": problems}) + "\n")
-    log.info("%s shard %d/%d: %d problems", args.model, shard, shards, len(problems))
+        facts["gpus"] = gpus
+    if rank == 0:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"facts": facts, "problems": problems}) + "\n")
+        log.info("%s shard %d/%d: %d problems", args.model, shard, shards, len(problems))
+    distributed.finish()
 
 
 def merge(argv=None) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nsr_study import distributed
 from nsr_study.plan import prompts_per_call
 
 
@@ -193,8 +194,13 @@ class HFBackend:
         device = next(self.model.parameters()).device
         out = Rollouts([], [], [], [])
         per_call = prompts_per_call(n, self.batch_size)
-        for start in range(0, len(prompt_ids), per_call):
-            chunk = prompt_ids[start : start + per_call]
+        # on several FSDP2 ranks every rank makes as many generate calls (each decoding step
+        # gathers the weights collectively, synced_gpus), one on a stand-in prompt when its share ran out
+        ranks = distributed.world()[1]
+        calls = int(distributed.all_max(-(-len(prompt_ids) // per_call)))
+        for start in range(0, calls * per_call, per_call):
+            chunk = prompt_ids[start : start + per_call] or [[self.pad_id]]
+            real = start < len(prompt_ids)
             width = max(len(p) for p in chunk)
             ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             att = torch.zeros_like(ids)
@@ -202,15 +208,15 @@ class HFBackend:
                 ids[i, width - len(p):] = torch.tensor(p)
                 att[i, width - len(p):] = 1
             sampling = dict(logits_processor=LogitsProcessorList([SeededSampling(
-                seeds[start : start + per_call], n, temperature, top_p, device)])) if temperature > 0 else {}
+                seeds[start : start + per_call] if real else [0], n, temperature, top_p, device)])) if temperature > 0 else {}
             fast = self.fast and self.fast | dict(max_cache_len=static_cache_len(width, max_new_tokens))
             with plain_generation_config(self.generator):
                 gen = self.generator.generate(  # n rows per prompt, prompt-major, as num_return_sequences
                     input_ids=ids.repeat_interleave(n, 0).to(device), attention_mask=att.repeat_interleave(n, 0).to(device),
                     max_new_tokens=max_new_tokens, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
-                    do_sample=False, top_k=None, **sampling, **fast,
+                    do_sample=False, top_k=None, synced_gpus=ranks > 1, **sampling, **fast,
                 )[:, width:].tolist()
-            for j, tokens in enumerate(gen):
+            for j, tokens in enumerate(gen if real else []):
                 resp, trunc = cut_at_eos(tokens, self.eos)
                 out.prompt_ids.append(chunk[j // n])
                 out.response_ids.append(resp)

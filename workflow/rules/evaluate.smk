@@ -5,7 +5,7 @@
 
 EVAL_CMD = (
     "python -m nsr_study.evaluate shard --model {params.model} --test {input.test} --shard {params.shard}"
-    " --config {params.cfg:q} --out {output} --threads {threads} --gpus {resources.gpu} --log {log}"
+    " --config {params.cfg:q} --out {output} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
     " --runtime " + runtime_arg(EVAL_RUNTIME)
 )
 
@@ -25,7 +25,8 @@ rule evaluate_base:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["evaluate_base"][w.model],
     params:
         model=lambda w: MODELS[w.model]["id"],
@@ -50,7 +51,8 @@ rule evaluate_cell:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["evaluate_cell"][w.model],
     params:
         model=lambda w, input: input.policy,

@@ -8,7 +8,7 @@ TRACKERS = config["report"]["trackers"]
 TRAIN_CMD = (
     "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
     " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
-    " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --log {log}"
+    " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
     f" --trackers {' '.join(TRACKERS)} --tracker-project {shlex.quote(config['report']['tracker_project'])}"
     " --runtime " + runtime_arg(config["train"])
 )
@@ -31,7 +31,8 @@ rule train:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["train"][w.model],
     params:
         cell=cell_config,
