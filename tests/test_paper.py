@@ -70,7 +70,7 @@ def test_paper_config_plans_every_job_and_the_comparison():
 
 
 def test_paper_config_is_priced():
-    from nsr_study.plan import count_all_test_problems
+    from nsr_study.cost import count_all_test_problems
     from conftest import study_config
 
     config = study_config("config/paper.yaml")

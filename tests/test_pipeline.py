@@ -16,7 +16,7 @@ import yaml
 import pytest
 
 from conftest import MICRO, MICRO_GPUS, MICRO_MISSING, REPO, snakemake
-from nsr_study.plan import count_benchmark_problems, shard_count
+from nsr_study.cost import count_benchmark_problems, shard_count
 
 CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
 BENCHMARKS = [b["name"] for b in MICRO["benchmarks"]]  # math, and AIME 2025 and AMC 23 where ../shared has them

@@ -1,15 +1,17 @@
-"""The study's cost model (nsr_study.plan) against values computed by hand, and its command."""
+"""The study's plan against values computed by hand: the rates (nsr_study.rates), the cost model
+(nsr_study.cost), the wall-clock schedule (nsr_study.schedule) and the command (nsr_study.plan)."""
 
 import pytest
 import yaml
 
 from conftest import REPO
-from nsr_study.plan import THROUGHPUT as STORED
 from nsr_study.config import load_config
-from nsr_study.plan import (UNMEASURED_MIN, Job, PlanError, Rates, chains, count_test_problems, disk_bytes, eval_shards,
-                            evaluate_seconds, generate_calls, list_schedule, load_throughput, main, rates_from,
-                            rule_minutes, schedule_bounds, shard_count, study_jobs, study_rows, train_seconds,
-                            validation_count)
+from nsr_study.cost import (UNMEASURED_MIN, count_test_problems, disk_bytes, eval_shards, evaluate_seconds,
+                            generate_calls, rule_minutes, shard_count, study_rows, train_seconds, validation_count)
+from nsr_study.plan import main
+from nsr_study.rates import THROUGHPUT as STORED
+from nsr_study.rates import PlanError, Rates, load_throughput, rates_from
+from nsr_study.schedule import Job, chains, list_schedule, schedule_bounds, study_jobs
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 

@@ -63,7 +63,7 @@ def test_slurm_profile_keeps_the_default_profiles_rerun_rules():
 
 def test_slurm_runtime_of_gpu_rules_comes_from_the_plan(monkeypatch):
     """The SLURM profile sets no runtime for the GPU rules, so each rule's own resource applies:
-    the plan's estimate per model with a margin (nsr_study.plan.rule_minutes)."""
+    the plan's estimate per model with a margin (nsr_study.cost.rule_minutes)."""
     args = parsed(["--workflow-profile", "profiles/slurm"], monkeypatch)
     assert all("runtime" not in args.set_resources[rule] for rule in GPU_RULES)
     text = (REPO / "workflow/rules/train.smk").read_text() + (REPO / "workflow/rules/evaluate.smk").read_text()

@@ -46,7 +46,7 @@ def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[floa
     """Mean next-token entropy (at T = 1) over each greedy response: the policy's confidence.
     One response per forward pass: batched, its padding would change the float rounding with
     the batch it lands in, and a problem's entropy would depend on its shard (one forward per
-    problem is a small part of an evaluation, ``nsr_study.plan``)."""
+    problem is a small part of an evaluation, ``nsr_study.cost``)."""
     means = []
     pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
     # sharded, every rank makes as many forwards (each gathers the weights); extra ones are discarded
@@ -171,23 +171,24 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
     records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
     with autocast(device, cfg["dtype"]):
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
-        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0,
-                              desc=f"{name}: grading greedy")
+        greedy_grades = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0,
+                                          desc=f"{name}: grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],
                                    max_new_tokens=max_new_tokens, seed=seed, keys=[r["id"] for r in records])
-        s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=rank == 0,
-                              desc=f"{name}: grading {n} samples per problem")
+        sampled_grades = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)],
+                                           progress=rank == 0, desc=f"{name}: grading {n} samples per problem")
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
     for i, r in enumerate(records):
         mine = slice(i * n, (i + 1) * n)
         problems.append({"id": r["id"], "benchmark": name, "subject": r["subject"], "level": r["level"],
-                         "greedy_correct": g.scores[i], "correct": int(sum(s.scores[mine])), "n": n,
+                         "greedy_correct": greedy_grades.scores[i], "n": n,
+                         "correct": int(sum(sampled_grades.scores[mine])),
                          "greedy_length": len(greedy.response_ids[i]), "greedy_entropy": entropy[i],
-                         "greedy_truncated": bool(greedy.truncated[i]), "greedy_status": g.statuses[i],
+                         "greedy_truncated": bool(greedy.truncated[i]), "greedy_status": greedy_grades.statuses[i],
                          "sampled_tokens": sum(map(len, sampled.response_ids[mine])),
                          "sampled_truncated": int(sum(sampled.truncated[mine])),
-                         "sampled_statuses": dict(Counter(s.statuses[mine]))})
+                         "sampled_statuses": dict(Counter(sampled_grades.statuses[mine]))})
     return distributed.gather(problems)
 
 

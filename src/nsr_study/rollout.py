@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from nsr_study import distributed
-from nsr_study.plan import prompts_per_call
+from nsr_study.cost import prompts_per_call
 
 
 @dataclass

@@ -7,7 +7,7 @@ import shlex
 
 from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
-from nsr_study.plan import eval_shards, rule_minutes
+from nsr_study.cost import eval_shards, rule_minutes
 from nsr_study.synthetic import LONGER_FILE
 
 MODELS = {m["name"]: m for m in config["models"]}
@@ -122,9 +122,9 @@ def eval_benchmarks() -> dict:
     return {b["name"]: {k: b.get(k, ev[k]) for k in ("n", "max_new_tokens")} for b in BENCHMARKS}
 
 
-# Every evaluation's shards of test problems (evaluate.shard_size; nsr_study.plan counts the
+# Every evaluation's shards of test problems (evaluate.shard_size; nsr_study.cost counts the
 # problems of every test set from the config), and each GPU rule's SLURM runtime per model: the
-# plan's estimate with a margin (nsr_study.plan.rule_minutes).
+# plan's estimate with a margin (nsr_study.cost.rule_minutes).
 SHARDS = eval_shards(config)
 RUNTIME_MINUTES = rule_minutes(config)
 
