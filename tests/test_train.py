@@ -112,18 +112,20 @@ def test_sigkill_then_rerun_resumes_to_the_same_end(setup, plain):
     live = root / "killed" / "work" / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # kill once step 3 is logged: checkpoint-2 exists, step 4 is pending
-        if live.is_file() and any(r["step"] >= 3 for r in read_jsonl(live)):
+        if live.is_file() and '"step": 3' in live.read_text():  # text: a line may be half written
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert [p.name for p in checkpoints(root / "killed" / "work")] == ["checkpoint-2"]
+    # the kill lands during step 4, or (on a loaded machine) a step later: never after the end
+    newest = checkpoints(root / "killed" / "work")[0].name
+    assert newest in ("checkpoint-2", "checkpoint-4")
     assert not (root / "killed" / "metrics.jsonl").exists()
     (root / "killed" / "train.log").unlink()  # as Snakemake does before the rerun
 
     res = subprocess.run(train_cmd(root, cell, "killed"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "resuming from " + str(root / "killed" / "work" / "checkpoint-2") in (root / "killed" / "train.log").read_text()
+    assert "resuming from " + str(root / "killed" / "work" / newest) in (root / "killed" / "train.log").read_text()
     # each attempt's log survives beside the checkpoints
     attempts = root / "killed" / "work" / "attempts"
     assert sorted(p.name for p in attempts.iterdir()) == ["attempt-1.log", "attempt-2.log"]
