@@ -46,6 +46,20 @@ def chunked_logprobs(hidden: torch.Tensor, lm_head: torch.nn.Linear, targets: to
     return torch.cat(logps), torch.cat(ents)
 
 
+def last_hidden_state(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The final norm's output, by calling the model itself with no logits kept: FSDP2's root
+    hooks (which gather the embeddings, the final norm and the head on every rank) fire only on
+    the root module's own forward, never on ``model.base_model``'s."""
+    captured = []
+    hook = model.base_model.norm.register_forward_hook(lambda module, args, out: captured.append(out))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+              logits_to_keep=torch.zeros(0, dtype=torch.long, device=input_ids.device))
+    finally:
+        hook.remove()
+    return captured[-1]
+
+
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor,
                    chunk: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(logp, entropy), each (B, T) fp32: at position t, log p(input_ids[t] | input_ids[:t])
@@ -54,7 +68,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     Sequences are right-padded (prompt then response, no padding inside), so positions are
     the plain ``arange`` the model assumes.
     """
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    hidden = last_hidden_state(model, input_ids, attention_mask)
     sel = target_mask[:, 1:].bool()
     lp, ent = chunked_logprobs(hidden[:, :-1][sel], model.get_output_embeddings(), input_ids[:, 1:][sel], chunk,
                                temperature)

@@ -1,0 +1,150 @@
+"""One cell on several ranks: processes started by PyTorch's elastic launcher, the policy (and
+reference) sharded with FSDP2, NCCL on GPUs and gloo on the CPU.
+
+- Launch: a job asked for ``ranks > 1`` re-runs its own module under ``torch.distributed.run``
+  (``relaunch``), after claiming its GPUs (``nsr_study.devices``) in the launching process, so
+  the claim is held for the whole job and every rank inherits ``CUDA_VISIBLE_DEVICES``. The
+  elastic agent ends every rank when one of them dies (no restarts), so a failure never hangs
+  the job in a collective.
+- Sharding: ``fully_shard`` on each decoder layer, then on the root; fp32 sharded parameters,
+  bf16 compute with fp32 gradient reduction on a GPU (``MixedPrecisionPolicy``). Gradients are
+  *summed* over ranks (divide factor 1): each rank's loss is already its share of the whole
+  minibatch's loss (``nsr_study.update``), so the sum is the single-process gradient.
+- Data: every rank holds the whole step (rollouts are gathered), so advantages, drops and
+  minibatch orders are computed identically everywhere; a rank works on ``share`` of a list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger("nsr_study.distributed")
+
+
+def launched() -> bool:
+    """Whether this process is one rank of an elastic launch (torchrun sets these variables)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def relaunch(module: str, argv: list[str], ranks: int) -> None:
+    """Run ``python -m module argv`` as ``ranks`` processes on this node under the elastic
+    launcher and exit with its status. ``--standalone`` picks a free rendezvous port, so jobs
+    sharing a node never collide; a rank that fails ends the others (``max_restarts`` 0)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    args = parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(ranks), "--max-restarts", "0",
+                       "--module", module, *argv])
+    log.info("launching %d ranks of %s (torch.distributed.run)", ranks, module)
+    try:
+        run(args)
+    except ChildFailedError as e:
+        log.error("a rank failed, every rank was stopped: %s", e.format_msg().strip())
+        sys.exit(1)
+    sys.exit(0)
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of ranks); (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init(device: str) -> str:
+    """Join the launch's process group (NCCL on GPUs, gloo on the CPU); on a GPU, bind this
+    rank to its local device. Returns the device string the rank computes on."""
+    if device == "cuda":
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        return f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return "cpu"
+
+
+def share(items: list, rank: int, ranks: int) -> list:
+    """Rank ``rank``'s contiguous block of ``items``, blocks differing by at most one item and
+    in rank order (so concatenating the ranks' blocks restores ``items``)."""
+    base, extra = divmod(len(items), ranks)
+    start = rank * base + min(rank, extra)
+    return items[start : start + base + (rank < extra)]
+
+
+def gather(items: list) -> list:
+    """Every rank's list, concatenated in rank order, on every rank (the identity on one rank)."""
+    rank, ranks = world()
+    if ranks == 1:
+        return items
+    out = [None] * ranks
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sums over ranks."""
+    if world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_max(value: float) -> float:
+    if world()[1] == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
+def shard(model, dtype: str, device: str):
+    """FSDP2 on ``model`` in place: each decoder layer, then the root (embeddings, final norm,
+    head). On a GPU with ``dtype`` bfloat16, parameters are stored in fp32 and gathered in bf16
+    for compute, gradients reduced in fp32. Gradients are summed over ranks, not averaged."""
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy()
+    if dtype == "bfloat16" and device.startswith("cuda"):
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for layer in model.base_model.layers:
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+    for module in model.modules():  # each FSDP module's own setting (the root's is not inherited)
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # a plain SUM: gloo has no PREMUL_SUM
+    return model
+
+
+def is_sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state_dict(model) -> dict:
+    """The full (unsharded) weights on CPU, on rank 0 only (empty elsewhere); collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_optimizer_state(model, optimizer) -> dict:
+    """The full optimizer state (parameter names as keys) on CPU, on rank 0 only; collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model, optimizer, state: dict) -> None:
+    """Shard a full optimizer state (as ``full_optimizer_state`` wrote it, from any number of
+    ranks) into this run's optimizer; collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
