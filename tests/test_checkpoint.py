@@ -28,7 +28,7 @@ def saved(tmp_path):
 def test_a_good_checkpoint_is_resumed_and_restores_its_state(saved):
     work, model, opt = saved
     assert checkpoint.resumable(work, cell()) == work / "checkpoint-2"
-    assert checkpoint.load_state(work / "checkpoint-2", opt) == (2, 16)
+    assert checkpoint.load_state(work / "checkpoint-2", model, opt) == (2, 16)
 
 
 def test_a_truncated_weights_file_is_rejected_with_its_reason(saved, caplog):

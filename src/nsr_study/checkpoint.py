@@ -2,7 +2,7 @@
 Snakemake deletes before a rerun).
 
 A checkpoint is ``checkpoint-<step>/``: the policy (safetensors), ``trainer_state.pt``
-(optimizer, RNG states, step, data cursor) and ``manifest.json``, written last, holding every
+(optimizer state keyed by parameter name, RNG states, step, data cursor) and ``manifest.json``, written last, holding every
 file's size and xxh3 hash and the cell config it was trained with. It is written in a temporary
 folder and renamed into place, and older checkpoints are deleted only after that, so a kill or
 a failed write at any moment leaves the previous checkpoint intact.
@@ -11,6 +11,13 @@ A checkpoint is trusted only when its files match the manifest and its config ma
 run's, up to ``train.steps`` (a larger ``steps`` continues a run). Runtime-only knobs
 (``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison.
 Anything else starts the run afresh, and the log says which checkpoint was rejected and why.
+
+On several ranks (``nsr_study.distributed``) the full weights and optimizer state are gathered
+to rank 0, which writes the same files: a checkpoint does not depend on the number of ranks, so
+a job resumes with any ``gpus``, 1 included (tests/test_distributed.py). This costs rank 0 the
+full state in CPU memory while saving (7B: 30 GB of weights and 61 GB of AdamW moments);
+sharded ``torch.distributed.checkpoint`` files would avoid that and are the next step for
+models past 7B.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 import xxhash
 
+from nsr_study import distributed
 from nsr_study.config import RUNTIME_ONLY
 
 log = logging.getLogger("nsr_study.checkpoint")
@@ -66,16 +74,38 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def save_policy(model, folder: Path) -> None:
+    """The policy as plain HF safetensors in ``folder``, however many ranks hold it: a sharded
+    policy is gathered to rank 0, which writes it (collective: every rank must call)."""
+    rank, _ = distributed.world()
+    weights = distributed.full_state_dict(model) if distributed.is_sharded(model) else None
+    if rank == 0:
+        model.save_pretrained(folder, state_dict=weights, safe_serialization=True)
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """The optimizer state keyed by parameter name, full (on rank 0 when sharded; collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    if distributed.is_sharded(model):
+        return distributed.full_optimizer_state(model, optimizer)
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+
+
 def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Path:
     """Write ``checkpoint-<step>`` completely (manifest last), rename it into place, then delete
     older checkpoints. A failed write removes its partial folder and raises, naming the
-    checkpoint that stays valid."""
+    checkpoint that stays valid. On several ranks every rank calls it; rank 0 writes."""
     target, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
+    optim = optimizer_state(model, optimizer)
+    if distributed.world()[0] != 0:
+        save_policy(model, tmp)
+        distributed.barrier()
+        return target
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        torch.save(dict(optimizer=optimizer.state_dict(), rng=rng_state(), step=step, cursor=cursor),
-                   tmp / "trainer_state.pt")
+        save_policy(model, tmp)
+        torch.save(dict(optimizer=optim, rng=rng_state(), step=step, cursor=cursor), tmp / "trainer_state.pt")
         manifest = dict(step=step, cursor=cursor, config=fingerprint(cell), files=_files(tmp))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         shutil.rmtree(target, ignore_errors=True)
@@ -88,6 +118,7 @@ def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Pa
     for old in checkpoints(work):
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
     return target
 
 
@@ -138,10 +169,17 @@ def resumable(work: Path, cell: dict) -> Path | None:
     return None
 
 
-def load_state(ckpt: Path, optimizer) -> tuple[int, int]:
+def load_state(ckpt: Path, model, optimizer) -> tuple[int, int]:
     """Restore the optimizer and RNG states of a verified checkpoint; returns (step, cursor).
-    ``trainer_state.pt`` is a pickle written by ``save`` and checked against the manifest."""
+    ``trainer_state.pt`` is a pickle written by ``save`` and checked against the manifest. A
+    sharded ``model`` takes its share of the full optimizer state, whatever number of ranks
+    wrote it."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
     state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    if distributed.is_sharded(model):
+        distributed.load_optimizer_state(model, optimizer, state["optimizer"])
+    else:
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
     set_rng_state(state["rng"])
     return state["step"], state["cursor"]

@@ -69,6 +69,14 @@ def semantic_errors(config: dict) -> list[str]:
                for i, m in enumerate(config["models"]) if "tiny" in m and m["id"] != f"results/models/{m['name']}"]
     names = [m["name"] for m in config["models"]]
     errors += [f"models: name '{n}' is used more than once" for n in sorted({n for n in names if names.count(n) > 1})]
+    errors += [f"models[{i}].gpus: {m['gpus']} ranks need train.backend and evaluate.backend hf (vLLM per rank, "
+               f"TRL's colocate pattern, is not built yet); got {config['train']['backend']} and "
+               f"{config['evaluate']['backend']}"
+               for i, m in enumerate(config["models"])
+               if m["gpus"] > 1 and "vllm" in (config["train"]["backend"], config["evaluate"]["backend"])]
+    errors += [f"models[{i}].gpus: {m['gpus']} ranks cannot decode from train.hf_compiled's unsharded copy; "
+               "set train.hf_compiled false" for i, m in enumerate(config["models"])
+               if m["gpus"] > 1 and config["train"]["hf_compiled"]]
     return errors + train_errors(config["train"])
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 log = logging.getLogger("nsr_study.distributed")
+CLAIMED_ENV = "NSR_CLAIMED_GPUS"  # the launching process's claim, for the ranks' records
 
 
 def launched() -> bool:
@@ -33,16 +34,19 @@ def launched() -> bool:
 
 def relaunch(module: str, argv: list[str], ranks: int) -> None:
     """Run ``python -m module argv`` as ``ranks`` processes on this node under the elastic
-    launcher and exit with its status. ``--standalone`` picks a free rendezvous port, so jobs
-    sharing a node never collide; a rank that fails ends the others (``max_restarts`` 0)."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    launcher (torchrun's Python API, as ``torchrun --standalone``: a free rendezvous port, so
+    jobs sharing a node never collide) and exit with its status. No restarts: a rank that
+    fails ends the others."""
+    import uuid
 
-    args = parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(ranks), "--max-restarts", "0",
-                       "--module", module, *argv])
-    log.info("launching %d ranks of %s (torch.distributed.run)", ranks, module)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    log.info("launching %d ranks of %s (torch.distributed.launcher)", ranks, module)
     try:
-        run(args)
+        elastic_launch(config, entrypoint=sys.executable)("-m", module, *argv)
     except ChildFailedError as e:
         log.error("a rank failed, every rank was stopped: %s", e.format_msg().strip())
         sys.exit(1)
@@ -68,6 +72,31 @@ def init(device: str) -> str:
     return "cpu"
 
 
+def finish() -> None:
+    """Leave the process group (a no-op outside one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def begin(module: str, argv: list[str], ranks: int, gpus: int, label: str) -> str:
+    """The start of a job's ``main``: claim ``gpus`` devices (``nsr_study.devices``) and, for
+    ``ranks > 1``, run the job as ``ranks`` processes (this call then exits with their status).
+    In a rank, return the device ids the launching process claimed; else this process's."""
+    from nsr_study.devices import pin
+
+    if launched():
+        return os.environ.get(CLAIMED_ENV, "")
+    claim = pin(gpus, label)  # before CUDA starts; held by this process while the ranks run
+    if claim.ids and len(claim.ids) != ranks:
+        raise ValueError(f"{label}: {ranks} ranks need {ranks} GPUs, the job holds {len(claim.ids)} "
+                         f"({','.join(claim.ids)}): --gpus and --ranks must agree")
+    if ranks > 1:
+        os.environ[CLAIMED_ENV] = ",".join(claim.ids)
+        relaunch(module, argv, ranks)
+    return ",".join(claim.ids)
+
+
 def share(items: list, rank: int, ranks: int) -> list:
     """Rank ``rank``'s contiguous block of ``items``, blocks differing by at most one item and
     in rank order (so concatenating the ranks' blocks restores ``items``)."""
@@ -84,6 +113,20 @@ def gather(items: list) -> list:
     out = [None] * ranks
     dist.all_gather_object(out, items)
     return [x for part in out for x in part]
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def broadcast(value):
+    """Rank 0's ``value`` on every rank."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_sum(values: list[float]) -> list[float]:
@@ -130,6 +173,7 @@ def is_sharded(model) -> bool:
 
 def full_state_dict(model) -> dict:
     """The full (unsharded) weights on CPU, on rank 0 only (empty elsewhere); collective."""
+    model.reshard()  # FSDP2's root stays gathered after a forward without backward
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -137,6 +181,7 @@ def full_state_dict(model) -> dict:
 
 def full_optimizer_state(model, optimizer) -> dict:
     """The full optimizer state (parameter names as keys) on CPU, on rank 0 only; collective."""
+    model.reshard()  # the optimizer holds the sharded parameters, not the root's gathered copies
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -15,13 +15,14 @@ def attempt_log(folder: Path) -> Path:
     return folder / f"attempt-{max(numbers, default=0) + 1}.log"
 
 
-def setup_logging(*log_paths: str | Path | None, name: str = "nsr_study") -> logging.Logger:
-    """Log to stderr and to every given file (None entries are skipped)."""
+def setup_logging(*log_paths: str | Path | None, name: str = "nsr_study", quiet: bool = False) -> logging.Logger:
+    """Log to stderr and to every given file (None entries are skipped); ``quiet``: warnings and
+    errors only (ranks other than 0 of a multi-rank job, which would repeat rank 0's lines)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     for path in filter(None, log_paths):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(path, mode="a", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
     logger = logging.getLogger(name)
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nsr_study import distributed
+
 
 @dataclass
 class Rollouts:
@@ -160,8 +162,13 @@ class HFBackend:
         device = next(self.model.parameters()).device
         out = Rollouts([], [], [], [])
         per_call = prompts_per_call(n, self.batch_size)
-        for start in range(0, len(prompt_ids), per_call):
-            chunk = prompt_ids[start : start + per_call]
+        # on several FSDP2 ranks every rank makes as many generate calls (each decoding step
+        # gathers the weights collectively, synced_gpus), one on a stand-in prompt when its share ran out
+        ranks = distributed.world()[1]
+        calls = int(distributed.all_max(-(-len(prompt_ids) // per_call)))
+        for start in range(0, calls * per_call, per_call):
+            chunk = prompt_ids[start : start + per_call] or [[self.pad_id]]
+            real = start < len(prompt_ids)
             width = max(len(p) for p in chunk)
             ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             att = torch.zeros_like(ids)
@@ -174,9 +181,9 @@ class HFBackend:
                 gen = self.generator.generate(
                     input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
                     num_return_sequences=n, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
-                    top_k=None, **sampling, **fast,
+                    top_k=None, synced_gpus=ranks > 1, **sampling, **fast,
                 )[:, width:].tolist()
-            for j, tokens in enumerate(gen):
+            for j, tokens in enumerate(gen if real else []):
                 resp, trunc = cut_at_eos(tokens, self.eos)
                 out.prompt_ids.append(chunk[j // n])
                 out.response_ids.append(resp)

@@ -8,7 +8,11 @@ dropped where the objective says so (``episodes``) → π_old log-probs once, th
 optimizer steps over minibatches of the kept samples (``update``) → one weight sync of the
 rollout engine → metrics, validation, checkpoint (``checkpoint``).
 
-Run by the ``train`` rule as ``python -m nsr_study.train ...`` (see ``main``).
+Run by the ``train`` rule as ``python -m nsr_study.train ...`` (see ``main``). With
+``--ranks N`` (the model's ``gpus``) the job runs N ranks (``nsr_study.distributed``): each
+rank generates and grades its share of the step's prompts, the rollouts are gathered so that
+every rank computes the same advantages, drops and minibatches, the update is FSDP2's, and
+rank 0 alone writes metrics and files.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
+import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nsr_study import checkpoint
+from nsr_study import checkpoint, distributed
 from nsr_study.batch import Sample, autocast
 from nsr_study.data import read_jsonl
 from nsr_study.grading import Grader
@@ -32,10 +39,11 @@ from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.metrics import mean_se
 from nsr_study.objectives import OBJECTIVES, advantages
 from nsr_study.prompts import fitting, pad_token_id, problem_prompt_ids
-from nsr_study.rollout import make_backend
+from nsr_study.rollout import Rollouts, make_backend
 from nsr_study.update import fill_logprobs, policy_update
 
 log = logging.getLogger("nsr_study.train")
+ATTEMPT_ENV = "NSR_ATTEMPT_LOG"  # one attempt log for the launching process and its ranks
 
 
 # ---------------------------------------------------------------- data order
@@ -91,6 +99,18 @@ def episodes(rollouts, scores: list[float], n: int, objective: str, cfg: dict) -
     return kept, stats
 
 
+def gathered(ro: Rollouts, graded) -> tuple[Rollouts, list[float], dict]:
+    """Every rank's rollouts, scores and grading counts, in rank order (the step's prompt order),
+    on every rank."""
+    parts = distributed.gather([(ro.prompt_ids, ro.response_ids, ro.texts, ro.truncated, graded.scores,
+                                 dict(graded.counts))])
+    out = Rollouts(*([x for part in parts for x in part[i]] for i in range(4)))
+    counts = Counter()
+    for part in parts:
+        counts.update(part[5])
+    return out, [x for part in parts for x in part[4]], counts
+
+
 def has_gradient(kept: list[Sample], cfg: dict) -> bool:
     """Whether an update would change anything: a non-zero advantage, or an entropy/KL term
     (which acts even when every advantage is 0, as in verl)."""
@@ -139,16 +159,18 @@ def validate(backend, grader, prompts: list[list[int]], golds: list[str], cfg: d
     validations can be compared problem by problem, a paired difference). The run passes the same
     ``seed`` at every validation (common random numbers), so the curve's changes are not re-drawn
     sampling noise."""
+    rank, ranks = distributed.world()
+    prompts, golds = distributed.share(prompts, rank, ranks), distributed.share(golds, rank, ranks)
     greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
-    g = grader.grade_many(greedy.texts, golds)
+    _, g_scores, g_counts = gathered(greedy, grader.grade_many(greedy.texts, golds))
     k = cfg["val_samples"]
     sampled = backend.generate(prompts, n=k, temperature=cfg["temperature"], top_p=1.0,
                                max_new_tokens=cfg["max_new_tokens"], seed=seed)
-    s = grader.grade_many(sampled.texts, [gold for gold in golds for _ in range(k)])
-    rates = np.array(s.scores).reshape(len(golds), k).mean(1)
+    _, s_scores, s_counts = gathered(sampled, grader.grade_many(sampled.texts, [gold for gold in golds for _ in range(k)]))
+    rates = np.array(s_scores).reshape(-1, k).mean(1)
     pass_rate, se = mean_se(rates)
-    return dict(val_accuracy=float(np.mean(g.scores)), val_pass_rate=pass_rate, val_pass_rate_se=se,
-                val_pass_rates=rates.tolist(), val_grading=dict(g.counts + s.counts))
+    return dict(val_accuracy=float(np.mean(g_scores)), val_pass_rate=pass_rate, val_pass_rate_se=se,
+                val_pass_rates=rates.tolist(), val_grading=dict(g_counts + s_counts))
 
 
 # ---------------------------------------------------------------- the run
@@ -183,20 +205,27 @@ class Metrics:
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights + gradients + two AdamW moments
 
 
-def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference_bytes: int) -> str | None:
+def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference_bytes: int, ranks: int = 1) -> str | None:
     """Check, before any work, that a colocated vLLM engine taking ``share`` of the GPU leaves
     room for training: the AdamW moments appear only at the first update, so an impossible
     share would otherwise fail minutes into the run. With a KL loss the frozen reference
-    model's weights (``reference_bytes``, 0 without) sit beside them. Raises when even the weights, gradients,
-    moments (and reference) cannot fit; returns a warning when the room is under 1.3× that
-    (activations: bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB for the Qwen2.5
-    0.5B / 1.5B / 3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per parameter). None when it fits."""
-    need, room = TRAIN_BYTES_PER_PARAM * n_params + reference_bytes, gpu_bytes * (1 - share)
+    model's weights (``reference_bytes``, 0 without) sit beside them. On ``ranks`` FSDP2 ranks
+    each GPU holds 1/ranks of all of it (``share`` 0 without vLLM). Raises when even the
+    weights, gradients, moments (and reference) cannot fit; returns a warning when the room is
+    under 1.3× that (activations: bench/train_step.py measured peaks of 15.4 / 33.0 / 59.4 GiB
+    for the Qwen2.5 0.5B / 1.5B / 3B shapes on an H100 80 GB, 1.3–2.1× the 16 bytes per
+    parameter). None when it fits."""
+    need = (TRAIN_BYTES_PER_PARAM * n_params + reference_bytes) / ranks
+    room = gpu_bytes * (1 - share)
+    per = f" per GPU on {ranks} ranks (FSDP2)" if ranks > 1 else ""
     advice = (f"train.gpu_memory_utilization = {share} leaves {room / 2**30:.1f} GiB of this GPU's "
               f"{gpu_bytes / 2**30:.0f} GiB to train {n_params / 1e9:.2f} B parameters, which need "
-              f"{need / 2**30:.1f} GiB for fp32 weights, gradients and AdamW moments"
+              f"{need / 2**30:.1f} GiB{per} for fp32 weights, gradients and AdamW moments"
               f"{' and the reference model (train.kl_coef > 0)' if reference_bytes else ''} alone")
     suggest = max(0.0, 1 - 1.3 * need / gpu_bytes)
+    if need > gpu_bytes:
+        fits = -(-(TRAIN_BYTES_PER_PARAM * n_params + reference_bytes) // gpu_bytes)
+        raise ValueError(f"{advice}; more than the whole GPU: give the model gpus: {fits} or more")
     if need > room:
         raise ValueError(f"{advice}; lower it to at most {suggest:.2f} (vLLM needs its bf16 weights plus KV cache)")
     if 1.3 * need > room:
@@ -212,23 +241,31 @@ def model_bytes(model) -> int:
 def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
     """Policy (from ``ckpt`` when resuming), the frozen reference policy only when this cell's
     ``kl_coef`` is non-zero (its memory and extra forward pass are spent only there), AdamW,
-    and the rollout backend sampling from the policy."""
+    and the rollout backend sampling from the policy. On several ranks both models are loaded
+    on the CPU and sharded (FSDP2 moves each rank's shard to its GPU), after the memory check."""
     cfg = cell["train"]
+    ranks = distributed.world()[1]
     if ckpt:
         log.info("resuming from %s", ckpt)
-    model = load_causal_lm(ckpt or cell["model_id"], device)
+    load_on = "cpu" if ranks > 1 else device
+    model = load_causal_lm(ckpt or cell["model_id"], load_on)
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # stored in the compute dtype, as verl keeps its reference policy (bf16), which halves its memory
     ref_dtype = torch.bfloat16 if cfg["dtype"] == "bfloat16" else torch.float32
-    ref_model = load_causal_lm(cell["model_id"], device, ref_dtype).eval() if cfg["kl_coef"] else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                                  fused=device == "cuda")
-    if cfg["backend"] == "vllm" and device == "cuda":
+    ref_model = load_causal_lm(cell["model_id"], load_on, ref_dtype).eval() if cfg["kl_coef"] else None
+    if device == "cuda" and (cfg["backend"] == "vllm" or ranks > 1):
+        share = cfg["gpu_memory_utilization"] if cfg["backend"] == "vllm" else 0.0
         warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
-                                  cfg["gpu_memory_utilization"], reference_bytes=model_bytes(ref_model))
+                                  share, reference_bytes=model_bytes(ref_model), ranks=ranks)
         if warning:
             log.warning(warning)
+    if ranks > 1:
+        distributed.shard(model, cfg["dtype"], device)
+        if ref_model is not None:
+            distributed.shard(ref_model, cfg["dtype"], device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                                  fused=device == "cuda" and ranks == 1)
     backend = make_backend(cfg["backend"], model, tokenizer, cell["model_id"], cfg, cell["seed"])
     return model, ref_model, optimizer, backend
 
@@ -264,40 +301,46 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     check_cell(cell)
     cfg, objective, seed, n = cell["train"], cell["objective"], int(cell["seed"]), cell["train"]["rollouts_per_prompt"]
     device = device or ("cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu")
+    if distributed.launched():
+        distributed.init(device)
+    rank, ranks = distributed.world()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint.resumable(work, cell)
+    ckpt = distributed.broadcast(checkpoint.resumable(work, cell) if rank == 0 else None)
     set_seed(seed)
     tokenizer = load_tokenizer(cell["model_id"])  # prompts are checked before any model work
     train, train_prompts, train_dropped = fitting_prompts(tokenizer, read_jsonl(train_path), cell, "train")
     val, val_prompts, val_dropped = fitting_prompts(tokenizer, read_jsonl(val_path), cell, "validation")
     model, ref_model, optimizer, backend = prepare(cell, ckpt, device, tokenizer)
-    start, cursor = checkpoint.load_state(ckpt, optimizer) if ckpt else (0, 0)
-    metrics = Metrics(work / "metrics.jsonl", tensorboard_dir, start)
+    start, cursor = checkpoint.load_state(ckpt, model, optimizer) if ckpt else (0, 0)
+    metrics = Metrics(work / "metrics.jsonl", tensorboard_dir, start) if rank == 0 else None
+    emit = metrics.emit if metrics else lambda record: None
     val_golds = [r["answer"] for r in val]
     pad_id = pad_token_id(tokenizer)
-    where = dict(device=device, gpus=gpus)
+    where = dict(device=device, gpus=gpus, ranks=ranks)
 
     with Grader(cell["grading"]["workers"], cell["grading"]["timeout_s"]) as grader:
         if start == 0:
-            metrics.emit(dict(step=0, train_prompts=len(train), train_prompts_overlong=train_dropped,
+            emit(dict(step=0, train_prompts=len(train), train_prompts_overlong=train_dropped,
                               val_prompts=len(val), val_prompts_overlong=val_dropped)
                          | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
         bar = tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
-                   desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step")
+                   desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step", disable=rank > 0)
         for step in bar:
             times, record = {}, dict(step=step, lr=optimizer.param_groups[0]["lr"]) | where
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             idx = take_prompts(len(train), seed, cursor, cfg["prompts_per_step"])
             cursor += len(idx)
+            mine = distributed.share(idx, rank, ranks)
             with timed(times, "rollout"), autocast(device, cfg["dtype"]):
-                ro = backend.generate([train_prompts[i] for i in idx], n=n, temperature=cfg["temperature"], top_p=1.0,
+                ro = backend.generate([train_prompts[i] for i in mine], n=n, temperature=cfg["temperature"], top_p=1.0,
                                       max_new_tokens=cfg["max_new_tokens"], seed=step_seed(seed, step))
             with timed(times, "grade"):
-                graded = grader.grade_many(ro.texts, [train[i]["answer"] for i in idx for _ in range(n)])
-            kept, stats = episodes(ro, graded.scores, n, objective, cfg)
-            record |= stats | dict(grading=dict(graded.counts), prompts_consumed=cursor, skipped=not has_gradient(kept, cfg))
+                graded = grader.grade_many(ro.texts, [train[i]["answer"] for i in mine for _ in range(n)])
+            ro, scores, counts = gathered(ro, graded)
+            kept, stats = episodes(ro, scores, n, objective, cfg)
+            record |= stats | dict(grading=dict(counts), prompts_consumed=cursor, skipped=not has_gradient(kept, cfg))
             if record["skipped"]:
                 record["optimizer_steps"] = 0
                 log.info("step %d: nothing to train on (%s, kept %d samples); update skipped", step, objective, len(kept))
@@ -310,19 +353,20 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             record |= times | dict(rollout_tokens_per_s=sum(map(len, ro.response_ids)) / times["time_rollout"])
             if device == "cuda":
                 record["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            metrics.emit(record)
+            emit(record)
             bar.set_postfix(reward=f"{record['reward_mean']:.2f}", val=f"{record.get('val_pass_rate', float('nan')):.2f}")
             log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in record.items()
                                                    if isinstance(v, float) and not k.startswith("time_")))
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
                 checkpoint.save(work, model, optimizer, step, cursor, cell)
-    metrics.close()
-    Path(policy_dir).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(policy_dir, safe_serialization=True)
-    tokenizer.save_pretrained(policy_dir)
-    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(metrics.path, metrics_path)
-    log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
+    checkpoint.save_policy(model, Path(policy_dir))  # plain HF safetensors, whatever the ranks
+    if rank == 0:
+        metrics.close()
+        tokenizer.save_pretrained(policy_dir)
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(metrics.path, metrics_path)
+        log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
+    distributed.finish()
 
 
 def main(argv=None) -> None:
@@ -338,19 +382,25 @@ def main(argv=None) -> None:
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
+    ap.add_argument("--ranks", type=int, default=1, help="processes (the model's gpus; nsr_study.distributed)")
     args = ap.parse_args(argv)
-    from nsr_study.devices import pin
     from nsr_study.logs import attempt_log, setup_logging
 
-    attempt = attempt_log(Path(args.work) / "attempts")
-    setup_logging(args.log, attempt)
+    rank = int(os.environ.get("RANK", 0))
+    if distributed.launched():  # one rank of the job: the launching process chose the attempt's log
+        attempt = Path(os.environ[ATTEMPT_ENV])
+    else:
+        attempt = os.environ[ATTEMPT_ENV] = str(attempt_log(Path(args.work) / "attempts"))
+    setup_logging(args.log, attempt, quiet=rank > 0)
     cell = json.loads(args.cell)
-    claim = pin(args.gpus, f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")  # before CUDA starts
-    log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
+    gpus = distributed.begin("nsr_study.train", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus,
+                             f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")
+    if rank == 0:
+        log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=",".join(claim.ids))
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=gpus)
 
 
 if __name__ == "__main__":

@@ -118,13 +118,15 @@ def accumulate_gradients(model, samples: list[Sample], cfg: dict, pad_id: int, d
 def policy_update(model, optimizer, samples: list[Sample], cfg: dict, pad_id: int, device, shuffle_seed: int) -> dict:
     """Every optimizer step of one RL step over the kept ``samples`` (see module doc).
     Returns per-minibatch lists of statistics; ``ratio_dev[0]`` is 0 up to rounding."""
-    params = [p for p in model.parameters() if p.requires_grad]
     out = dict(grad_norm=[], ratio_dev=[], loss=[], pg_loss=[], clip_fraction=[], entropy=[], kl=[])
     model.train()
     for mb in minibatches(samples, cfg["minibatch_size"], shuffle_seed):
         optimizer.zero_grad(set_to_none=True)
         st = accumulate_gradients(model, mb, cfg, pad_id, device)
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])  # the global norm over ranks
+        # the global norm over ranks; the parameters are listed after the backward, which
+        # leaves FSDP2's root sharded (after a no-grad forward it holds unsharded copies)
+        params = [p for p in model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         if not torch.isfinite(norm):
             raise FloatingPointError(f"non-finite gradient norm ({norm.item()})")

@@ -92,10 +92,16 @@ def cell_config(wildcards) -> str:
     )
 
 
-def gpus_per_cell():
-    """GPUs of one training or evaluation job; the job claims that many distinct devices itself
-    (`--gpus {resources.gpu}`, nsr_study.devices), as Snakemake's local executor assigns none."""
-    return 0 if config["train"]["device"] == "cpu" else 1
+def ranks(wildcards):
+    """Processes of one of this model's train or evaluate jobs: its `gpus` (nsr_study.distributed)."""
+    return MODELS[wildcards.model]["gpus"]
+
+
+def gpus_per_cell(wildcards):
+    """GPUs of one training or evaluation job, one per rank; the job claims that many distinct
+    devices itself (`--gpus {resources.gpu}`, nsr_study.devices), as Snakemake's local executor
+    assigns none. With train.device cpu the ranks are CPU processes and ask for no GPU."""
+    return 0 if config["train"]["device"] == "cpu" else ranks(wildcards)
 
 
 def train_targets():

@@ -3,7 +3,7 @@
 
 EVAL_CMD = (
     "python -m nsr_study.evaluate --model {params.model} --test {input.test} --config {params.cfg:q}"
-    " --metrics {output.metrics} --problems {output.problems} --threads {threads} --gpus {resources.gpu}"
+    " --metrics {output.metrics} --problems {output.problems} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks}"
     " --log {log}"
     " --runtime " + runtime_arg(EVAL_RUNTIME)
 )
@@ -25,7 +25,8 @@ rule evaluate_base:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
     params:
         model=lambda w: MODELS[w.model]["id"],
         cfg=lambda w: eval_config(w, "base", None),
@@ -49,7 +50,8 @@ rule evaluate_cell:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
     params:
         model=lambda w, input: input.policy,
         cfg=lambda w: eval_config(w, w.objective, int(w.seed)),

@@ -6,7 +6,7 @@
 TRAIN_CMD = (
     "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
     " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
-    " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --log {log}"
+    " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
     " --runtime " + runtime_arg(config["train"])
 )
 
@@ -28,7 +28,8 @@ rule train:
         "../../envs/train-gpu.yaml"
     threads: config["train"]["threads"]
     resources:
-        gpu=gpus_per_cell(),
+        gpu=gpus_per_cell,
+        ranks=ranks,
     params:
         cell=cell_config,
         work=f"work/{CELL}",
