@@ -1,8 +1,12 @@
 """One cell on two ranks (FSDP2, gloo, CPU) against the single-process trainer."""
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +64,76 @@ def test_two_ranks_equal_one_process(two_ranks, case):
     assert got["stats"]["optimizer_steps"] == want["stats"]["optimizer_steps"] >= 2
     for k in ("grad_norm", "loss", "pg_loss", "clip_fraction", "entropy", "kl"):
         assert got["stats"][k] == pytest.approx(want["stats"][k], rel=1e-5, abs=1e-7), k
+
+
+# ---------------------------------------------------------------- the trainer on two ranks
+
+from test_train import cell_config, setup, train_cmd  # noqa: E402,F401  (setup: the tiny cell fixture)
+
+from nsr_study.checkpoint import checkpoints  # noqa: E402
+from nsr_study.data import read_jsonl  # noqa: E402
+
+
+def rank_pids(launcher: int) -> dict[int, int]:
+    """{rank: pid} of the processes the elastic launcher ``launcher`` started."""
+    out = {}
+    for child in Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split():
+        env = dict(v.split("=", 1) for v in Path(f"/proc/{child}/environ").read_bytes().decode().split("\0") if "=" in v)
+        if "RANK" in env:
+            out[int(env["RANK"])] = int(child)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(setup):
+    """An uninterrupted 2-rank run of the tiny GRPO cell with a KL loss (the reference sharded too)."""
+    root, _ = setup
+    cell = cell_config(str(root / "model"), "GRPO", steps=4, val_every=2, checkpoint_every=2, kl_coef=0.01)
+    res = subprocess.run(train_cmd(root, cell, "two") + ["--ranks", "2"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root, cell
+
+
+def test_two_rank_run_writes_one_log_and_a_plain_policy(two_rank_run):
+    root, _ = two_rank_run
+    recs = read_jsonl(root / "two" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(5)) and all(r["ranks"] == 2 for r in recs)
+    assert all(r["optimizer_steps"] == 2 for r in recs[1:])  # 8 gathered rollouts / minibatch 4
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(root / "two" / "policy")
+    base = AutoModelForCausalLM.from_pretrained(root / "model")
+    assert not all(torch.equal(a, b) for a, b in zip(policy.parameters(), base.parameters()))  # trained and whole
+
+
+def test_a_dying_rank_ends_the_job_which_resumes_on_two_or_one_ranks(two_rank_run):
+    """SIGKILL one rank after step 3: the launcher stops the other and the job fails (no hang);
+    the rerun resumes checkpoint-2 and ends as the uninterrupted run did; the same checkpoint
+    also resumes on one rank (checkpoints hold full state, whatever the ranks that wrote it)."""
+    root, cell = two_rank_run
+    cmd = train_cmd(root, cell, "killed") + ["--ranks", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    live = root / "killed" / "work" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (live.is_file() and any(r["step"] >= 3 for r in read_jsonl(live))):
+        time.sleep(0.05)
+    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    assert proc.wait(timeout=60) == 1
+    assert [p.name for p in checkpoints(root / "killed" / "work")] == ["checkpoint-2"]
+    shutil.copytree(root / "killed" / "work", root / "one" / "work")
+
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming from " + str(root / "killed" / "work" / "checkpoint-2") in (root / "killed" / "train.log").read_text()
+    recs, plain = read_jsonl(root / "killed" / "metrics.jsonl"), read_jsonl(root / "two" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(5))
+    for a, b in zip(recs, plain):
+        assert (a.get("reward_mean"), a.get("prompts_consumed"), a.get("val_accuracy")) == (
+            b.get("reward_mean"), b.get("prompts_consumed"), b.get("val_accuracy"))
+        assert a.get("loss") == pytest.approx(b.get("loss"), abs=1e-5) if "loss" in b else True
+
+    res = subprocess.run(train_cmd(root, cell, "one"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming from " + str(root / "one" / "work" / "checkpoint-2") in (root / "one" / "train.log").read_text()
+    recs = read_jsonl(root / "one" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(5)) and [r["ranks"] for r in recs[3:]] == [1, 1]
