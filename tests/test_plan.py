@@ -71,7 +71,7 @@ def test_evaluate_seconds_by_hand():
 
 
 def grid(**train):
-    return {"models": [{"name": "a", "id": "org/a"}, {"name": "b", "id": "org/b"}], "objectives": ["NSR"], "seeds": [0],
+    return {"models": [{"name": "a", "id": "org/a", "gpus": 1}, {"name": "b", "id": "org/b", "gpus": 1}], "objectives": ["NSR"], "seeds": [0],
             "data": {"val_size": 4}, "grading": {"workers": 1},
             "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
                           kl_coef=0.0, val_every=2, val_samples=1, backend="hf", per_objective={}) | train,
@@ -117,6 +117,29 @@ def test_list_schedule_by_hand():
     assert list_schedule([], 3) == 0
 
 
+def test_jobs_on_several_gpus_wait_for_that_many_by_hand():
+    """4 GPUs: a 4-GPU train (2 s) then its 4-GPU evaluation (1 s), and two 1-GPU jobs (3 s).
+    The wide train's chain (3 s) is the longest, so it starts first on all four GPUs; at 2 s
+    the evaluation (chain 1 s) loses to the 3 s jobs, which take two GPUs to 5 s; the
+    evaluation waits for four free GPUs, 5 to 6 s. The lower bound is max(GPU-s 4·2 + 4·1 +
+    3 + 3 = 18 / 4, chain 3) = 4.5 s; no upper bound for wide jobs. A job wider than the node
+    is refused."""
+    jobs = [Job(2, gpus=4), Job(1, (0,), gpus=4), Job(3), Job(3)]
+    assert list_schedule(jobs, 4) == 6
+    assert schedule_bounds(jobs, 4) == (4.5, None)
+    assert list_schedule(jobs, 8) == 3  # everything at once: the wide chain 2 + 1 beside the 3 s jobs
+    with pytest.raises(PlanError, match="needs 4 GPUs at once, the node has 2"):
+        list_schedule(jobs, 2)
+
+
+def test_an_n_gpu_model_costs_n_gpu_hours_per_job():
+    one, four = (study_rows(grid() | {"models": [{"name": "a", "id": "org/a", "gpus": g}]}, 6, THROUGHPUT, "X")
+                 for g in (1, 4))
+    for r1, r4 in zip(one, four):
+        assert r4.job_hours == pytest.approx(4 * r1.job_hours) and r4.gpus == 4
+    assert [j.gpus for j in study_jobs(four)] == [4, 4, 4]
+
+
 def test_study_jobs_follow_the_dag():
     """Per model: a train job per cell, each cell's evaluation after its own train job, one base
     evaluation after none; seconds from the rows (two-model grid, two seeds)."""
@@ -142,7 +165,7 @@ def test_an_objectives_own_kl_loss_costs_only_its_cells():
 def test_unmeasured_backend_card_or_model_is_never_costed():
     for rows in (study_rows(grid(), 6, THROUGHPUT, "X", backend="vllm"), study_rows(grid(), 6, THROUGHPUT, "Y")):
         assert all(r.hours is None and "no " in r.missing for r in rows)
-    rows = study_rows(grid() | {"models": [{"name": "c", "id": "org/c"}]}, 6, THROUGHPUT, "X")
+    rows = study_rows(grid() | {"models": [{"name": "c", "id": "org/c", "gpus": 1}]}, 6, THROUGHPUT, "X")
     assert [r.missing for r in rows][0] == "no hf measurement of org/c on X"
 
 

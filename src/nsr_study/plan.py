@@ -11,9 +11,11 @@ outputs exist. Rates come from ``throughput.yaml`` beside this module: raw secon
 by the bench scripts on a named card and backend. A (card, backend, model) without a
 measurement is reported as unmeasured and left out of the total, which then says so.
 
-The wall-clock schedules the DAG's GPU jobs, one GPU each (every GPU rule asks for one, and
-``nsr_study.devices`` gives each its own): an ``evaluate_cell`` job starts after its ``train``
-job, ``evaluate_base`` runs beside training. The CPU jobs (data, tiny models, tables, figures)
+The wall-clock schedules the DAG's GPU jobs, each on its model's ``gpus`` GPUs (the rules ask
+for that many, and ``nsr_study.devices`` gives each job its own): a job starts when that many
+GPUs are free, an ``evaluate_cell`` job after its ``train`` job, ``evaluate_base`` beside
+training. A job of a model with ``gpus: N`` costs N × its wall-clock in GPU-hours; its rates
+in ``throughput.yaml`` are those of the job as configured (N ranks). The CPU jobs (data, tiny models, tables, figures)
 take minutes and are not counted.
 
 The model is an upper bound of the configured work at the measured speeds:
@@ -222,6 +224,7 @@ class Row:
     phases: dict[str, float] | None
     missing: str = ""
     objectives: tuple[str, ...] = ()
+    gpus: int = 1  # per job: the model's ranks; ``phases`` are wall seconds
 
     @property
     def label(self) -> str:
@@ -229,7 +232,8 @@ class Row:
 
     @property
     def job_hours(self) -> float | None:
-        return None if self.phases is None else sum(self.phases.values()) / 3600
+        """GPU-hours of one job: its wall-clock × its GPUs."""
+        return None if self.phases is None else self.gpus * sum(self.phases.values()) / 3600
 
     @property
     def hours(self) -> float | None:
@@ -259,15 +263,16 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
         for m in config["models"]:
             rates = find_rates(throughput, card, kind, m["id"])
             if rates is None:
-                rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}"))
+                rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}",
+                                gpus=m["gpus"]))
             elif rule == "train":
                 for group in objective_groups(t, config["objectives"]):
                     phases = train_seconds(objective_train(t, group[0]), config["data"]["val_size"], workers,
                                            grade_rate, rates)
-                    rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group))
+                    rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group, gpus=m["gpus"]))
             else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
                 rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
-                                                                        workers, grade_rate, rates)))
+                                                                        workers, grade_rate, rates), gpus=m["gpus"]))
     return rows
 
 
@@ -276,10 +281,12 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
 
 @dataclass(frozen=True)
 class Job:
-    """One GPU job of the DAG: its seconds, and the jobs (indices) that must end before it starts."""
+    """One GPU job of the DAG: its seconds, the jobs (indices) that must end before it starts,
+    and the GPUs it holds at once."""
 
     seconds: float
     after: tuple[int, ...] = ()
+    gpus: int = 1
 
 
 def chains(jobs: list[Job]) -> list[float]:
@@ -300,50 +307,60 @@ def chains(jobs: list[Job]) -> list[float]:
 
 
 def list_schedule(jobs: list[Job], gpus: int) -> float:
-    """Seconds from the first start to the last end when ``gpus`` GPUs run one-GPU ``jobs`` as a
-    list schedule: whenever a GPU is free, it starts the ready job (every job it waits for has
-    ended) with the longest chain ahead of it (``chains``; ties: the first listed), the rule that
-    keeps long chains from starting last. Snakemake does not know job durations, so its own order
-    may differ; ``schedule_bounds`` gives the range of every order that never idles a GPU while a
-    job is ready."""
+    """Seconds from the first start to the last end when ``gpus`` GPUs run ``jobs`` as a list
+    schedule: whenever GPUs are free, they start the ready job (every job it waits for has
+    ended, and it needs no more GPUs than are free) with the longest chain ahead of it
+    (``chains``; ties: the first listed), the rule that keeps long chains from starting last.
+    Snakemake does not know job durations, so its own order may differ; ``schedule_bounds``
+    gives the range of every order that never idles a GPU while a job is ready."""
+    wide = [i for i, j in enumerate(jobs) if j.gpus > gpus]
+    if wide:
+        raise PlanError(f"a job needs {jobs[wide[0]].gpus} GPUs at once, the node has {gpus}: raise --gpus")
     priority = chains(jobs)
     end: dict[int, float] = {}
     free = [0.0] * gpus  # when each GPU is next free
     pending = list(range(len(jobs)))
     while pending:
-        t = heapq.heappop(free)
-        ready = [i for i in pending if all(end.get(j, math.inf) <= t for j in jobs[i].after)]
-        if not ready:  # wait for the next job to end
-            heapq.heappush(free, min(e for e in end.values() if e > t))
+        t = min(free)
+        idle = [k for k, f in enumerate(free) if f <= t]
+        ready = [i for i in pending
+                 if jobs[i].gpus <= len(idle) and all(end.get(j, math.inf) <= t for j in jobs[i].after)]
+        if not ready:  # the idle GPUs wait for the next job to end
+            later = min(e for e in [*end.values(), *free] if e > t)
+            free = [max(f, later) for f in free]
             continue
         i = max(ready, key=lambda i: (priority[i], -i))
         pending.remove(i)
         end[i] = t + jobs[i].seconds
-        heapq.heappush(free, end[i])
+        for k in idle[: jobs[i].gpus]:
+            free[k] = end[i]
     return max(end.values(), default=0.0)
 
 
-def schedule_bounds(jobs: list[Job], gpus: int) -> tuple[float, float]:
-    """(lower, upper) wall-clock seconds: no order beats the larger of the work per GPU W/N and
-    the longest chain C; no list schedule takes longer than W/N + (1 − 1/N)·C (Graham's bound:
-    whenever a GPU of such a schedule idles, a job of one chain of the DAG is running)."""
-    work, longest = sum(j.seconds for j in jobs), max(chains(jobs), default=0.0)
-    return max(work / gpus, longest), work / gpus + (1 - 1 / gpus) * longest
+def schedule_bounds(jobs: list[Job], gpus: int) -> tuple[float, float | None]:
+    """(lower, upper) wall-clock seconds: no order beats the larger of the GPU-seconds per GPU
+    W/N and the longest chain C; no list schedule of one-GPU jobs takes longer than
+    W/N + (1 − 1/N)·C (Graham's bound: whenever a GPU of such a schedule idles, a job of one
+    chain of the DAG is running). Jobs on several GPUs can leave GPUs idle while a wide job
+    waits, so there the upper bound is None."""
+    work, longest = sum(j.seconds * j.gpus for j in jobs), max(chains(jobs), default=0.0)
+    upper = work / gpus + (1 - 1 / gpus) * longest if all(j.gpus == 1 for j in jobs) else None
+    return max(work / gpus, longest), upper
 
 
 def study_jobs(rows: list[Row]) -> list[Job]:
     """The GPU jobs of ``study_rows``' grid: per model, each ``evaluate_cell`` waits for its
     ``train`` job; ``evaluate_base`` waits for none (it runs beside training). An unmeasured
     job counts 0 s (the plan then says it is incomplete)."""
-    seconds = lambda r: (r.job_hours or 0.0) * 3600  # noqa: E731
+    seconds = lambda r: (r.job_hours or 0.0) * 3600 / r.gpus  # noqa: E731  (wall seconds)
     evals = {(r.rule, r.model): seconds(r) for r in rows if r.rule != "train"}
     jobs: list[Job] = []
     for model in dict.fromkeys(r.model for r in rows):
         for r in (r for r in rows if r.rule == "train" and r.model == model):  # one row per objective group
             trains = range(len(jobs), len(jobs) + r.jobs)
-            jobs += [Job(seconds(r)) for _ in trains]
-            jobs += [Job(evals["evaluate_cell", model], (t,)) for t in trains]
-        jobs.append(Job(evals["evaluate_base", model]))
+            jobs += [Job(seconds(r), gpus=r.gpus) for _ in trains]
+            jobs += [Job(evals["evaluate_cell", model], (t,), r.gpus) for t in trains]
+        jobs.append(Job(evals["evaluate_base", model], gpus=next(r.gpus for r in rows if r.model == model)))
     return jobs
 
 
@@ -372,11 +389,14 @@ def wall_clock_line(rows: list[Row], gpus: int) -> str:
     that keeps the GPUs busy when there are several."""
     jobs = study_jobs(rows)
     hours = list_schedule(jobs, gpus) / 3600
-    low, high = (b / 3600 for b in schedule_bounds(jobs, gpus))
+    low, high = (None if b is None else b / 3600 for b in schedule_bounds(jobs, gpus))
     line = f"{'wall-clock':14s} {gpus:4d} GPU{'s' if gpus > 1 else ' '} {hours:9.1f} h     = {hours / 24:.1f} days"
-    if gpus > 1:
+    if gpus > 1 and high is not None:
         line += (f" (a free GPU takes the ready job with the longest chain ahead; any order that never idles a GPU "
                  f"while a job is ready: {low:.1f}–{high:.1f} h)")
+    elif gpus > 1:
+        line += (f" (free GPUs take the ready job with the longest chain ahead that fits them; no order takes less "
+                 f"than {low:.1f} h)")
     return line + ("; INCOMPLETE: unmeasured jobs count 0 h" if any(r.hours is None for r in rows) else "")
 
 
