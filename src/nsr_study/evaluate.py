@@ -5,7 +5,10 @@ at the configured temperature/top_p (paper: T=0.6, top_p=0.95), overall and by l
 subject; mean response length and truncation rate of the samples; mean token entropy of the
 greedy responses; grading statuses. The same rollout backends as training.
 
-Run by the evaluate rules as ``python -m nsr_study.evaluate ...``.
+Run by the evaluate rules as ``python -m nsr_study.evaluate ...``. With ``--ranks N`` (the
+model's ``gpus``) the test problems are split over N FSDP2 ranks (``nsr_study.distributed``),
+each rank generating, grading and scoring its contiguous share, and rank 0 writes the gathered
+rows in the test set's order.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections import defaultdict
+import os
+import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nsr_study import distributed
 from nsr_study.batch import Sample, autocast, collate
 from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.grading import Grader
@@ -35,15 +41,26 @@ def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[floa
     """Mean next-token entropy (at T = 1) over each greedy response: the policy's confidence."""
     means = []
     samples = [Sample(p, r) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)]
+    micro = cfg["micro_batch_size"]
+    # sharded, every rank makes as many forwards (each gathers the weights); extra ones are discarded
+    calls = int(distributed.all_max(-(-len(samples) // micro)))
     with torch.no_grad():
-        for s in range(0, len(samples), cfg["micro_batch_size"]):
-            b = collate(samples[s : s + cfg["micro_batch_size"]], pad_id, device)
+        for s in range(0, calls * micro, micro):
+            b = collate(samples[s : s + micro] or [Sample([pad_id], [pad_id])], pad_id, device)
             with autocast(device, cfg["dtype"]):
                 _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"],
                                         cfg["logprob_chunk"], temperature=1.0)
             mask = b["response_mask"].float()
-            means += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+            means += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist() if s < len(samples) else []
     return means
+
+
+def summed(counts: list[dict]) -> Counter:
+    """Grading counts of every rank added up, zero counts kept."""
+    total = Counter()
+    for c in counts:
+        total.update(c)
+    return total
 
 
 def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens: int, context: int) -> int:
@@ -72,20 +89,27 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
+    if distributed.launched():
+        distributed.init(device)
+    rank, ranks = distributed.world()
     tokenizer = load_tokenizer(model_path)
     records = read_jsonl(test_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     longest = longest_prompt(records, prompts, cfg["max_new_tokens"], model_context(model_path))
-    model = load_causal_lm(model_path, device).eval()
+    records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
+    model = load_causal_lm(model_path, "cpu" if ranks > 1 else device).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    if ranks > 1:
+        distributed.shard(model, cfg["dtype"], device)
     pad_id = pad_token_id(tokenizer)
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg | {"max_prompt_tokens": longest}, seed)
     n = cfg["n"]
     with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
-        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=True, desc="grading greedy")
+        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0, desc="grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],
                                    max_new_tokens=cfg["max_new_tokens"], seed=seed)
-        s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=True,
+        s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=rank == 0,
                               desc=f"grading {n} samples per problem")
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
@@ -94,16 +118,20 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
         problems.append({"id": r["id"], "subject": r["subject"], "level": r["level"],
                          "greedy_correct": g.scores[i], "correct": int(sum(scores)), "n": n,
                          "greedy_length": len(greedy.response_ids[i]), "greedy_entropy": entropy[i]})
+    problems = distributed.gather(problems)
+    lengths = distributed.gather([len(r) for r in sampled.response_ids])
+    truncated = distributed.gather(sampled.truncated)
+    greedy_truncated = distributed.gather(greedy.truncated)
+    g_counts, s_counts = (summed(distributed.gather([dict(x.counts)])) for x in (g, s))
     summary = summarize(problems, n)
     summary.update(
         n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"],
-        device=device, prompt_tokens_max=longest,
-        parameters=sum(p.numel() for p in model.parameters()),
-        response_length_mean=float(np.mean([len(r) for r in sampled.response_ids])),
-        truncation_rate=float(np.mean(sampled.truncated)),
-        greedy_truncation_rate=float(np.mean(greedy.truncated)),
-        token_entropy_mean=float(np.mean(entropy)),
-        grading_greedy=dict(g.counts), grading_sampled=dict(s.counts),
+        device=device, ranks=ranks, prompt_tokens_max=longest, parameters=parameters,
+        response_length_mean=float(np.mean(lengths)),
+        truncation_rate=float(np.mean(truncated)),
+        greedy_truncation_rate=float(np.mean(greedy_truncated)),
+        token_entropy_mean=float(np.mean([p["greedy_entropy"] for p in problems])),
+        grading_greedy=dict(g_counts), grading_sampled=dict(s_counts),
     )
     for key in ("level", "subject"):
         groups = defaultdict(list)
@@ -124,26 +152,30 @@ def main(argv=None) -> None:
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
+    ap.add_argument("--ranks", type=int, default=1, help="processes (the model's gpus; nsr_study.distributed)")
     args = ap.parse_args(argv)
-    from nsr_study.devices import pin
     from nsr_study.logs import setup_logging
 
-    setup_logging(args.log)
+    rank = int(os.environ.get("RANK", 0))
+    setup_logging(args.log, quiet=rank > 0)
     cfg = json.loads(args.config)
     label = cfg["label"]
-    claim = pin(args.gpus, f"evaluate {label['model']}/{label['objective']}"
-                + (f"/seed{label['seed']}" if label["seed"] is not None else ""))  # before CUDA starts
+    gpus = distributed.begin("nsr_study.evaluate", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus,
+                             f"evaluate {label['model']}/{label['objective']}"
+                             + (f"/seed{label['seed']}" if label["seed"] is not None else ""))
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cfg["evaluate"] |= json.loads(args.runtime)
     seed = label["seed"] or 0  # a base model has no training seed; its sampling uses 0
     summary, problems = evaluate(args.model, args.test, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
-    summary = label | summary | {"gpus": ",".join(claim.ids)}
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
-    write_jsonl(problems, args.problems, fields=None)
-    log.info("%s: greedy accuracy %.3f, %s", args.model, summary["greedy_accuracy"],
-             ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.startswith("pass@")))
+    if rank == 0:
+        summary = label | summary | {"gpus": gpus}
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+        write_jsonl(problems, args.problems, fields=None)
+        log.info("%s: greedy accuracy %.3f, %s", args.model, summary["greedy_accuracy"],
+                 ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.startswith("pass@")))
+    distributed.finish()
 
 
 if __name__ == "__main__":
