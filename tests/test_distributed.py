@@ -137,3 +137,30 @@ def test_a_dying_rank_ends_the_job_which_resumes_on_two_or_one_ranks(two_rank_ru
     assert "resuming from " + str(root / "one" / "work" / "checkpoint-2") in (root / "one" / "train.log").read_text()
     recs = read_jsonl(root / "one" / "metrics.jsonl")
     assert [r["step"] for r in recs] == list(range(5)) and [r["ranks"] for r in recs[3:]] == [1, 1]
+
+
+# ---------------------------------------------------------------- a micro cell through Snakemake
+
+def test_a_two_gpu_micro_cell_runs_through_snakemake(tmp_path):
+    """The micro demo cut to one model with ``gpus: 2`` and one objective, on a made-up 2-GPU
+    node (conftest.MICRO_GPUS): its train and evaluate jobs ask for gpu=2, claim both ids and
+    run 2 gloo ranks on the CPU; the outputs are the usual ones."""
+    import yaml
+
+    from conftest import MICRO, MICRO_GPUS, snakemake
+
+    config = MICRO | {"models": [MICRO["models"][0] | {"gpus": 2}], "objectives": ["NSR"]}
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(config))
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(MICRO_GPUS), "NSR_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    model = config["models"][0]["name"]
+    targets = [f"results/eval/{model}/NSR/seed0/metrics.json", f"results/eval/{model}/base/metrics.json"]
+    res = snakemake(*targets, "--cores", "2", "--resources", "gpu=2", "-d", tmp_path, "--configfile",
+                    tmp_path / "micro.yaml", timeout=600, env=env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    recs = read_jsonl(tmp_path / f"results/train/{model}/NSR/seed0/metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(config["train"]["steps"] + 1))
+    assert {(r["ranks"], r["gpus"]) for r in recs} == {(2, ",".join(MICRO_GPUS))}
+    for target in targets:
+        summary = json.loads((tmp_path / target).read_text())
+        assert summary["ranks"] == 2 and summary["gpus"] == ",".join(MICRO_GPUS)
+    assert "launching 2 ranks of nsr_study.train" in (tmp_path / f"logs/train/{model}/NSR/seed0.log").read_text()
