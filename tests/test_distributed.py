@@ -164,3 +164,26 @@ def test_a_two_gpu_micro_cell_runs_through_snakemake(tmp_path):
         summary = json.loads((tmp_path / target).read_text())
         assert summary["ranks"] == 2 and summary["gpus"] == ",".join(MICRO_GPUS)
     assert "launching 2 ranks of nsr_study.train" in (tmp_path / f"logs/train/{model}/NSR/seed0.log").read_text()
+
+
+def test_memory_check_per_rank_for_the_7b():
+    """Qwen2.5-7B (7.62e9 parameters, bf16 reference 15.2 GB) on 80 GB GPUs: one GPU cannot hold
+    the 137 GB, the message naming the gpus that would; 2 ranks fit the 68.5 GB with too
+    little room for activations (a warning); 4 ranks (34.3 GB each) fit."""
+    from nsr_study.train import check_gpu_share
+
+    params, ref, gpu = 7_615_616_512, 2 * 7_615_616_512, 80 * 10**9
+    with pytest.raises(ValueError, match=r"more than the whole GPU: give the model gpus: 2 or more"):
+        check_gpu_share(params, gpu, 0.0, ref, ranks=1)
+    assert "per GPU on 2 ranks" in check_gpu_share(params, gpu, 0.0, ref, ranks=2)
+    assert check_gpu_share(params, gpu, 0.0, ref, ranks=4) is None
+
+
+def test_the_7b_overlay_loads_and_multi_rank_models_need_the_hf_backends():
+    from conftest import study_config
+    from nsr_study.config import semantic_errors
+
+    cfg = study_config("config/qwen7b.yaml")
+    assert [m["gpus"] for m in cfg["models"]] == [1, 1, 1, 4] and not semantic_errors(cfg)
+    cfg["train"]["backend"] = "vllm"
+    assert any(e.startswith("models[3].gpus: 4 ranks need train.backend and evaluate.backend hf") for e in semantic_errors(cfg))
