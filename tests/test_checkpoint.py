@@ -55,7 +55,8 @@ def test_config_and_steps_decide_resumption(saved):
     assert "changed: train.lr" in checkpoint.rejection(ckpt, cell(lr=1e-4))
     assert checkpoint.rejection(ckpt, cell(steps=10)) is None  # more steps continue
     assert "past train.steps = 1" in checkpoint.rejection(ckpt, cell(steps=1))
-    assert checkpoint.rejection(ckpt, cell(micro_batch_size=1, threads=8)) is None  # runtime-only
+    assert checkpoint.rejection(ckpt, cell(micro_batch_size=1, threads=8, generation_batch_size=3)) is None  # runtime-only
+    assert "changed: train.hf_compiled" in checkpoint.rejection(ckpt, cell(hf_compiled=True))  # samples differ
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(saved, monkeypatch):

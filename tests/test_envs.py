@@ -53,7 +53,8 @@ def rules(tmp_path_factory) -> list[dict]:
 
 def pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["vllm"]
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + extras["vllm"] + extras["trackers"]
     return {canonicalize_name(r.name): r for r in map(Requirement, reqs)}
 
 

@@ -79,6 +79,29 @@ def tiny_policy(tmp_path_factory):
     return model, tokenizer, prompts
 
 
+def test_batch_size_and_sharding_change_no_sample(tiny_policy):
+    """Each prompt samples from its own stream: 12 sequences in one call, 2 prompts per call or
+    1 prompt per call give the same rollouts; so do the problems split in two shards keyed by
+    id, in another order. Another seed draws other tokens (the comparison can fail)."""
+    model, tokenizer, prompts = tiny_policy
+    keys = [f"p{i}" for i in range(len(prompts))]
+    runs = [HFBackend(model, tokenizer, batch_size=b).generate(prompts, 2, 1.0, 0.95, 16, seed=5, keys=keys)
+            for b in (64, 4, 2)]
+    assert runs[0].response_ids == runs[1].response_ids == runs[2].response_ids
+    backend = HFBackend(model, tokenizer, batch_size=64)
+    order = list(range(len(prompts)))[::-1]
+    first, second = order[:2], order[2:]
+    shards = [backend.generate([prompts[i] for i in part], 2, 1.0, 0.95, 16, seed=5, keys=[keys[i] for i in part])
+              for part in (first, second)]
+    by_key = {}
+    for part, ro in zip((first, second), shards):
+        for j, i in enumerate(part):
+            by_key[i] = ro.response_ids[2 * j : 2 * j + 2]
+    assert [r for i in range(len(prompts)) for r in by_key[i]] == runs[0].response_ids
+    other = backend.generate(prompts, 2, 1.0, 0.95, 16, seed=6, keys=keys)
+    assert other.response_ids != runs[0].response_ids
+
+
 def test_compiled_static_cache_decoding_gives_the_plain_tokens(tiny_policy):
     """The fast path (static KV cache, compiled forward, a float32 copy here) gives the plain
     path's tokens: greedy, and sampled with the same seed (the same logits and random draws),

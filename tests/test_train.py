@@ -45,11 +45,17 @@ def train_cmd(root: Path, cell: dict, out: str) -> list[str]:
             "--work", str(o / "work"), "--tensorboard", str(o / "tb"), "--threads", "1", "--log", str(o / "train.log")]
 
 
+TRACKER_ENV = dict(WANDB_MODE="offline", WANDB_SILENT="true")  # no network; MLflow's store is set per run
+
+
 @pytest.fixture(scope="module")
 def plain(setup):
-    """One uninterrupted run, the reference of the resume tests."""
+    """One uninterrupted run, the reference of the resume tests, logging to every tracker: a
+    local MLflow store and an offline W&B run (report.trackers)."""
     root, cell = setup
-    res = subprocess.run(train_cmd(root, cell, "plain"), capture_output=True, text=True, timeout=300)
+    cmd = train_cmd(root, cell, "plain") + ["--trackers", "tensorboard", "mlflow", "wandb", "--tracker-project", "t"]
+    env = os.environ | TRACKER_ENV | dict(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     return root / "plain"
 
@@ -79,6 +85,24 @@ def test_run_writes_policy_metrics_and_tensorboard(plain):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out / "policy")
+
+
+def test_trackers_get_every_step(setup, plain):
+    """MLflow's store holds each step's numbers under the cell's run name; the offline W&B run
+    (its records are protobuf, with no reader in the library) holds the run id and every metric."""
+    import mlflow
+
+    root, _ = setup
+    recs = read_jsonl(plain / "metrics.jsonl")
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.run_name == "t/W_REINFORCE/seed0" and run.data.params["train.lr"] == str(recs[1]["lr"])
+    assert run.info.run_id == (plain / "work" / "mlflow_run_id").read_text()
+    history = client.get_metric_history(run.info.run_id, "reward_mean")
+    assert [(m.step, m.value) for m in history] == [(r["step"], r["reward_mean"]) for r in recs[1:]]
+    wandb_id = (plain / "work" / "wandb_run_id").read_text()
+    (record,) = (plain / "work" / "wandb").glob(f"offline-run-*-{wandb_id}/run-{wandb_id}.wandb")
+    assert all(key.encode() in record.read_bytes() for key in ("reward_mean", "val_pass_rate", "t/W_REINFORCE/seed0"))
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_end(setup, plain):

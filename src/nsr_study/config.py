@@ -20,7 +20,9 @@ class ConfigError(ValueError):
 
 # train/evaluate settings that change how fast a job runs, never its results: they are passed
 # to jobs outside the cell config, so changing them reruns nothing and resumes checkpoints.
-RUNTIME_ONLY = ("threads", "micro_batch_size", "generation_batch_size", "hf_compiled", "logprob_chunk",
+# Sampling is seeded per prompt, so generation_batch_size changes no sample (nsr_study.rollout);
+# hf_compiled is not here: it samples from a copy in the compute dtype, whose logits differ.
+RUNTIME_ONLY = ("threads", "micro_batch_size", "generation_batch_size", "logprob_chunk",
                 "gradient_checkpointing", "checkpoint_every", "gpu_memory_utilization")
 
 

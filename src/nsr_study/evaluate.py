@@ -108,7 +108,7 @@ def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: 
         greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
         g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0, desc="grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],
-                                   max_new_tokens=cfg["max_new_tokens"], seed=seed)
+                                   max_new_tokens=cfg["max_new_tokens"], seed=seed, keys=[r["id"] for r in records])
         s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=rank == 0,
                               desc=f"grading {n} samples per problem")
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)

@@ -13,12 +13,15 @@ current policy weights.
 - ``VLLMBackend``: an in-process vLLM engine colocated on the GPU; ``sync`` loads the policy's
   weights into the engine and resets the prefix cache (stale KV of old weights otherwise).
 
-``seed`` gives every prompt of a call its own random stream (``prompt_seeds``).
+``seed`` gives every prompt of a call its own random stream (``prompt_seeds``), keyed by the
+prompt's ``key`` (its position in the call, or a test problem's id): how prompts are batched,
+sharded or ordered changes no sample.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,11 +68,41 @@ def cut_at_eos(tokens: list[int], eos: set[int]) -> tuple[list[int], bool]:
     return tokens, True
 
 
-def prompt_seeds(seed: int, count: int) -> list[int]:
-    """One independent 62-bit seed per prompt, derived from ``seed``. vLLM seeds the j-th of a
-    request's n samples with seed + j, so one seed for a whole batch would make sample j of every
-    prompt share a random stream (and the next call, with seed + 1, reuse them)."""
-    return [int(s) >> 2 for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint64)]
+def prompt_seeds(seed: int, keys) -> list[int]:
+    """One independent 62-bit seed per prompt, derived from ``seed`` and the prompt's key alone
+    (a position or a problem id), so a prompt's stream does not depend on the other prompts of
+    its call. vLLM seeds the j-th of a request's n samples with seed + j, so one seed for a whole
+    batch would make sample j of every prompt share a random stream."""
+    def one(key) -> int:
+        digest = int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:16], "little")
+        return int(np.random.SeedSequence([seed, digest]).generate_state(1, dtype=np.uint64)[0]) >> 2
+    return [one(k) for k in keys]
+
+
+class SeededSampling:
+    """A logits processor that samples each prompt's rows from that prompt's own generator:
+    temperature and top-p as transformers applies them, then the Gumbel-max trick
+    (argmax of logits/T + Gumbel noise is a draw from softmax(logits/T)), so ``generate`` runs
+    greedy over the noisy scores. transformers' own sampling draws the whole batch from one
+    global stream, so a prompt's samples would change with the batch it lands in
+    (``generation_batch_size``, shards); here prompt i's noise at every decoding step is the next
+    draw of generator i, whatever else is in the batch."""
+
+    def __init__(self, seeds: list[int], n: int, temperature: float, top_p: float, device):
+        from transformers import TopPLogitsWarper
+
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.n, self.temperature = n, temperature
+        self.top_p = TopPLogitsWarper(top_p) if top_p < 1 else None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores / self.temperature
+        if self.top_p is not None:
+            scores = self.top_p(input_ids, scores)
+        shape = (self.n, scores.shape[-1])
+        uniform = torch.cat([torch.rand(shape, generator=g, device=scores.device, dtype=torch.float32)
+                             for g in self.generators])
+        return scores + -torch.log(-torch.log(uniform))
 
 
 @contextmanager
@@ -126,10 +159,12 @@ class HFBackend:
 
     ``compiled=True`` is the fast GPU path: a copy of the policy in ``dtype`` (autocast inside a
     compiled graph would cast every fp32 weight again at every decoded token), decoded
-    with a static KV cache and a compiled forward. The sampling loop, logits processors and
-    random draws are transformers' own, as in the plain path: with the same weights and seed
-    both give the same tokens (tests/test_rollout.py). ``sync(model)`` copies the policy's
-    weights into the copy; the trainer calls it once per step, after its last optimizer step.
+    with a static KV cache and a compiled forward. The sampling loop and random draws are those
+    of the plain path: with the same weights and seed both give the same tokens
+    (tests/test_rollout.py). A bf16 copy computes other logits than fp32 weights under autocast,
+    so ``hf_compiled`` is a results setting, not a runtime-only knob (``nsr_study.config``).
+    ``sync(model)`` copies the policy's weights into the copy; the trainer calls it once per step,
+    after its last optimizer step.
     """
 
     def __init__(self, model, tokenizer, batch_size: int, compiled: bool = False, dtype: str = "float32"):
@@ -151,12 +186,14 @@ class HFBackend:
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> Rollouts:
-        """``temperature == 0`` is greedy. ``seed`` reseeds torch for this call (None: the
-        global RNG stream, which the trainer seeds and checkpoints). One stream serves the
-        whole call, so no two samples share random numbers."""
-        if seed is not None:
-            torch.manual_seed(seed)
+                 max_new_tokens: int, seed: int = 0, keys=None) -> Rollouts:
+        """``temperature == 0`` is greedy. Otherwise prompt i samples from its own stream,
+        ``prompt_seeds(seed, keys)[i]`` (``keys``: positions 0, 1, … unless given), so
+        ``batch_size`` changes no sample (``SeededSampling``)."""
+        from transformers import LogitsProcessorList
+
+        if temperature > 0:
+            seeds = prompt_seeds(seed, range(len(prompt_ids)) if keys is None else keys)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
@@ -175,13 +212,14 @@ class HFBackend:
             for i, p in enumerate(chunk):  # left padding: generation continues every prompt at the end
                 ids[i, width - len(p):] = torch.tensor(p)
                 att[i, width - len(p):] = 1
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+            sampling = dict(logits_processor=LogitsProcessorList([SeededSampling(
+                seeds[start : start + per_call] if real else [0], n, temperature, top_p, device)])) if temperature > 0 else {}
             fast = self.fast and self.fast | dict(max_cache_len=static_cache_len(width, max_new_tokens))
             with plain_generation_config(self.generator):
-                gen = self.generator.generate(
-                    input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
-                    num_return_sequences=n, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
-                    top_k=None, synced_gpus=ranks > 1, **sampling, **fast,
+                gen = self.generator.generate(  # n rows per prompt, prompt-major, as num_return_sequences
+                    input_ids=ids.repeat_interleave(n, 0).to(device), attention_mask=att.repeat_interleave(n, 0).to(device),
+                    max_new_tokens=max_new_tokens, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
+                    do_sample=False, top_k=None, synced_gpus=ranks > 1, **sampling, **fast,
                 )[:, width:].tolist()
             for j, tokens in enumerate(gen if real else []):
                 resp, trunc = cut_at_eos(tokens, self.eos)
@@ -227,10 +265,10 @@ class VLLMBackend:
         self.llm.reset_prefix_cache()
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int, seed: int | None = None) -> Rollouts:
+                 max_new_tokens: int, seed: int = 0, keys=None) -> Rollouts:
         from vllm import SamplingParams
 
-        seeds = prompt_seeds(seed, len(prompt_ids)) if seed is not None else [None] * len(prompt_ids)
+        seeds = prompt_seeds(seed, range(len(prompt_ids)) if keys is None else keys)
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
                                  max_tokens=max_new_tokens, seed=s, stop_token_ids=sorted(self.eos)) for s in seeds]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False)

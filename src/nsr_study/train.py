@@ -40,6 +40,7 @@ from nsr_study.metrics import mean_se
 from nsr_study.objectives import OBJECTIVES, advantages
 from nsr_study.prompts import fitting, pad_token_id, problem_prompt_ids
 from nsr_study.rollout import Rollouts, make_backend
+from nsr_study.trackers import TRACKERS, open_trackers, scalars
 from nsr_study.update import fill_logprobs, policy_update
 
 log = logging.getLogger("nsr_study.train")
@@ -67,7 +68,8 @@ def take_prompts(n: int, seed: int, cursor: int, count: int) -> list[int]:
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The sampling seed of one step; the vLLM backend derives one stream per prompt from it."""
+    """The sampling seed of one step; each backend derives one stream per prompt from it
+    (``rollout.prompt_seeds``, keyed by the prompt's position in the step)."""
     return seed * 1_000_003 + step
 
 
@@ -160,12 +162,13 @@ def validate(backend, grader, prompts: list[list[int]], golds: list[str], cfg: d
     ``seed`` at every validation (common random numbers), so the curve's changes are not re-drawn
     sampling noise."""
     rank, ranks = distributed.world()
-    prompts, golds = distributed.share(prompts, rank, ranks), distributed.share(golds, rank, ranks)
+    positions = list(distributed.share(range(len(prompts)), rank, ranks))  # this rank's problems, keying their seeds
+    prompts, golds = [prompts[i] for i in positions], [golds[i] for i in positions]
     greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
     _, g_scores, g_counts = gathered(greedy, grader.grade_many(greedy.texts, golds))
     k = cfg["val_samples"]
     sampled = backend.generate(prompts, n=k, temperature=cfg["temperature"], top_p=1.0,
-                               max_new_tokens=cfg["max_new_tokens"], seed=seed)
+                               max_new_tokens=cfg["max_new_tokens"], seed=seed, keys=positions)
     _, s_scores, s_counts = gathered(sampled, grader.grade_many(sampled.texts, [gold for gold in golds for _ in range(k)]))
     rates = np.array(s_scores).reshape(-1, k).mean(1)
     pass_rate, se = mean_se(rates)
@@ -178,28 +181,22 @@ def validate(backend, grader, prompts: list[list[int]], golds: list[str], cfg: d
 
 class Metrics:
     """Per-step records: a JSONL file in the work directory (cut back to the resumed step) and
-    TensorBoard scalars."""
+    the trackers of ``report.trackers`` (``nsr_study.trackers``)."""
 
-    def __init__(self, path: Path, tensorboard_dir: str | None, start_step: int):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path = path
+    def __init__(self, path: Path, start_step: int, trackers: list):
+        self.path, self.trackers = path, trackers
         kept = [r for r in read_jsonl(path) if r["step"] <= start_step] if start_step and path.is_file() else []
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.writer = SummaryWriter(tensorboard_dir, purge_step=start_step) if tensorboard_dir else None
 
     def emit(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.writer:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.writer.add_scalar(k, v, record["step"])
-            self.writer.flush()
+        for tracker in self.trackers:
+            tracker.log(scalars(record), record["step"])
 
     def close(self) -> None:
-        if self.writer:
-            self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 TRAIN_BYTES_PER_PARAM = 16  # fp32 weights + gradients + two AdamW moments
@@ -289,8 +286,10 @@ def fitting_prompts(tokenizer, records: list[dict], cell: dict, split: str) -> t
 
 
 def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_path: str, work_dir: str,
-        tensorboard_dir: str | None = None, device: str | None = None, gpus: str = "") -> None:
+        tensorboard_dir: str | None = None, device: str | None = None, gpus: str = "",
+        trackers: tuple[str, ...] = (), tracker_project: str = "nsr-study") -> None:
     """Train one cell to ``train.steps`` steps, resuming from a valid checkpoint in ``work_dir``.
+    ``trackers``: where each step's metrics go besides the JSONL (``report.trackers``).
     ``gpus``: the device ids the job holds (``nsr_study.devices``), recorded with every step, as
     is the device (a resumed run may have moved)."""
     from tqdm.auto import tqdm
@@ -313,7 +312,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     val, val_prompts, val_dropped = fitting_prompts(tokenizer, read_jsonl(val_path), cell, "validation")
     model, ref_model, optimizer, backend = prepare(cell, ckpt, device, tokenizer)
     start, cursor = checkpoint.load_state(ckpt, model, optimizer) if ckpt else (0, 0)
-    metrics = Metrics(work / "metrics.jsonl", tensorboard_dir, start) if rank == 0 else None
+    metrics = Metrics(work / "metrics.jsonl", start,
+                      open_trackers(trackers, cell, work, tracker_project, start, tensorboard_dir)) if rank == 0 else None
     emit = metrics.emit if metrics else lambda record: None
     val_golds = [r["answer"] for r in val]
     pad_id = pad_token_id(tokenizer)
@@ -332,10 +332,11 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
                 torch.cuda.reset_peak_memory_stats()
             idx = take_prompts(len(train), seed, cursor, cfg["prompts_per_step"])
             cursor += len(idx)
-            mine = distributed.share(idx, rank, ranks)
-            with timed(times, "rollout"), autocast(device, cfg["dtype"]):
+            positions = list(distributed.share(range(len(idx)), rank, ranks))  # this rank's prompts of the step
+            mine = [idx[p] for p in positions]
+            with timed(times, "rollout"), autocast(device, cfg["dtype"]):  # seeds keyed by position in the step
                 ro = backend.generate([train_prompts[i] for i in mine], n=n, temperature=cfg["temperature"], top_p=1.0,
-                                      max_new_tokens=cfg["max_new_tokens"], seed=step_seed(seed, step))
+                                      max_new_tokens=cfg["max_new_tokens"], seed=step_seed(seed, step), keys=positions)
             with timed(times, "grade"):
                 graded = grader.grade_many(ro.texts, [train[i]["answer"] for i in mine for _ in range(n)])
             ro, scores, counts = gathered(ro, graded)
@@ -378,7 +379,9 @@ def main(argv=None) -> None:
     ap.add_argument("--policy", required=True, help="output directory of the final policy (save_pretrained)")
     ap.add_argument("--metrics", required=True, help="output JSONL of per-step metrics")
     ap.add_argument("--work", required=True, help="checkpoint directory, outside the rule's outputs")
-    ap.add_argument("--tensorboard", default=None)
+    ap.add_argument("--tensorboard", default=None, help="TensorBoard folder (with --trackers tensorboard)")
+    ap.add_argument("--trackers", nargs="*", default=[], choices=TRACKERS, help="report.trackers")
+    ap.add_argument("--tracker-project", default="nsr-study", help="report.tracker_project")
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
@@ -400,7 +403,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=gpus)
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=gpus,
+        trackers=tuple(args.trackers), tracker_project=args.tracker_project)
 
 
 if __name__ == "__main__":

@@ -109,15 +109,15 @@ def train_targets():
 
 
 EVAL_RUNTIME = {
-    k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "hf_compiled", "logprob_chunk")
+    k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "logprob_chunk")
 } | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
 
 
 def eval_config(wildcards, objective, seed) -> str:
-    """Evaluation settings (device and dtype shared with training) and the label. No prompt
+    """Evaluation settings (device, dtype and hf_compiled shared with training) and the label. No prompt
     limit: evaluation sizes its context for the longest test prompt (nsr_study.evaluate)."""
     t = config["train"]
-    shared = {k: t[k] for k in ("device", "dtype")}
+    shared = {k: t[k] for k in ("device", "dtype", "hf_compiled")}
     return json.dumps(
         {
             "evaluate": shared | results_settings(config["evaluate"]),

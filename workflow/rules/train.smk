@@ -1,12 +1,15 @@
 # Train stage: one job per (model × objective × seed) cell.
 # `shell: python -m` (not `script:`), so editing or touching code never re-plans training;
 # the cell's config is a param, so changing a hyper-parameter does; runtime-only knobs
-# (threads, batch sizes) are part of the command, so changing them does not.
+# (threads, batch sizes) and the trackers (report.trackers) are part of the command, so changing
+# them does not.
 
+TRACKERS = config["report"]["trackers"]
 TRAIN_CMD = (
     "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
     " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
     " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
+    f" --trackers {' '.join(TRACKERS)} --tracker-project {shlex.quote(config['report']['tracker_project'])}"
     " --runtime " + runtime_arg(config["train"])
 )
 
