@@ -150,14 +150,18 @@ def shard(model, dtype: str, device: str):
     """FSDP2 on ``model`` in place: each decoder layer, then the root (embeddings, final norm,
     head). On a GPU with ``dtype`` bfloat16, parameters are stored in fp32 and gathered in bf16
     for compute, gradients reduced in fp32. Gradients are summed over ranks, not averaged."""
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
+    # the mesh says where the shards live (FSDP2 moves them there): the rank's GPU, or the CPU
+    # for gloo ranks even on a machine with GPUs (train.device cpu)
+    mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (world()[1],))
     mp = MixedPrecisionPolicy()
     if dtype == "bfloat16" and device.startswith("cuda"):
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for layer in model.base_model.layers:
-        fully_shard(layer, mp_policy=mp)
-    fully_shard(model, mp_policy=mp)
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
     for module in model.modules():  # each FSDP module's own setting (the root's is not inherited)
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)
