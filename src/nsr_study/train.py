@@ -322,8 +322,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     with Grader(cell["grading"]["workers"], cell["grading"]["timeout_s"]) as grader:
         if start == 0:
             emit(dict(step=0, train_prompts=len(train), train_prompts_overlong=train_dropped,
-                              val_prompts=len(val), val_prompts_overlong=val_dropped)
-                         | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
+                      val_prompts=len(val), val_prompts_overlong=val_dropped)
+                 | where | validate(backend, grader, val_prompts, val_golds, cfg, step_seed(seed, 0)))
         bar = tqdm(range(start + 1, cfg["steps"] + 1), initial=start, total=cfg["steps"],
                    desc=f"{cell['model_name']}/{objective}/seed{seed}", unit="step", disable=rank > 0)
         for step in bar:
