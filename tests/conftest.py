@@ -13,7 +13,25 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MATH = Path(os.environ.get("NSR_SHARED_MATH", REPO.parent / "shared" / "data" / "math"))
 MICRO_CONFIG = REPO / ".test" / "config" / "micro.yaml"
-MICRO = yaml.safe_load(MICRO_CONFIG.read_text())
+
+
+def _local_benchmarks(config: dict) -> tuple[dict, list[str]]:
+    """``config`` with its local test sets' paths made absolute (from the repository root, as
+    the file writes them), and without the ones that are absent: (config, why each was left out)."""
+    kept, missing = [], []
+    for b in config.get("benchmarks", []):
+        if "local" in b:
+            path = (REPO / b["local"]).resolve()
+            if not path.is_file():
+                missing.append(f"test set {b['name']} not found at {path} (../shared/data, BENCHMARKS.md)")
+                continue
+            b = b | {"local": str(path)}
+        kept.append(b)
+    return config | {"benchmarks": kept}, missing
+
+
+# The micro run's config, and why a test set of it is left out (tests that need it skip with this).
+MICRO, MICRO_MISSING = _local_benchmarks(yaml.safe_load(MICRO_CONFIG.read_text()))
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +82,12 @@ MICRO_GPUS = ["GPU-fake-0", "GPU-fake-1"]
 
 @pytest.fixture(scope="session")
 def micro(tmp_path_factory) -> Path:
-    """A folder where the micro demo (.test/config/micro.yaml, as micro.yaml) ran end to end:
+    """A folder where the micro demo (.test/config/micro.yaml with absolute test-set paths, as
+    micro.yaml) ran end to end:
     run once per session and shared by the pipeline and report tests. Run as on a node with
     two GPUs (`--resources gpu=2`, MICRO_GPUS, locks in gpu-locks/)."""
     root = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(MICRO_CONFIG, root / "micro.yaml")
+    (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(MICRO_GPUS), "NSR_GPU_LOCK_DIR": str(root / "gpu-locks")}
     res = snakemake("--cores", "2", "--resources", "gpu=2", "-d", root, "--configfile", root / "micro.yaml",
                     timeout=900, env=env)
@@ -88,7 +107,7 @@ def tiny_cell_dir(root: Path, **spec) -> Path:
     train, val = generate(64, 8, seed=0)
     for split, recs in (("train", train), ("val", val)):
         for i, r in enumerate(recs):
-            r.update(id=f"{split}-{i}", subject=r["type"])
+            r.update(id=f"{split}-{i}", benchmark="math", subject=r["type"])
         write_jsonl(recs, root / f"{split}.jsonl")
     tokenizer = build_tokenizer(corpus(train, demo_config()["prompt"]), 300)
     torch.manual_seed(0)

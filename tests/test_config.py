@@ -133,3 +133,20 @@ def test_objective_train_applies_only_that_objectives_entry():
     changed = train | {"per_objective": train["per_objective"] | {"NSR": {"lr": 3e-6}}}
     assert [o for o in cells if objective_train(changed, o) != cells[o]] == ["NSR"]
     assert objective_train(changed, "NSR") == cells["NSR"] | {"lr": 3e-6}
+
+
+def test_benchmarks_default_to_math_and_each_other_set_needs_one_source():
+    cfg = _base()
+    check_config(cfg, SCHEMA, _fill)
+    assert cfg["benchmarks"] == [{"name": "math", "gold": "solution"}]
+    bad = _base() | {"benchmarks": [{"name": "aime", "local": "a.jsonl"}, {"name": "x", "gold": "answer"},
+                                    {"name": "y", "local": "y.jsonl", "hub": {"id": "o/y"}}, {"name": "x", "local": "b"}]}
+    with pytest.raises(ConfigError) as err:
+        check_config(bad, SCHEMA, _fill)
+    msg = str(err.value)
+    assert "benchmarks[0]: must be {name: math}" in msg
+    assert "benchmarks[1] (x): give exactly one of local (a file) or hub" in msg
+    assert "benchmarks[2] (y): give exactly one of local" in msg and "name 'x' is used more than once" in msg
+    typo = _base() | {"benchmarks": [{"name": "math"}, {"name": "a", "local": "a.jsonl", "gold": "boxed"}]}
+    with pytest.raises(ConfigError, match=r"benchmarks\[1\]\.gold: 'boxed' is not one of"):
+        check_config(typo, SCHEMA, _fill)

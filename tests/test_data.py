@@ -168,3 +168,34 @@ def test_a_split_without_any_boxed_answer_names_its_file():
     rows = [r | {"solution": "no box"} for r in _rows(10)]
     with pytest.raises(data.DataError, match=r"^/data/test.jsonl: no row has a \\boxed\{\} answer"):
         data.prepare(_rows(40), rows, 0.5, 1.0, 5, seed=0, where={"test": "/data/test.jsonl"})
+
+
+def test_an_answer_only_set_keeps_every_gold_math_verify_parses_and_counts_the_rest():
+    located = [(f"line {i}", row) for i, row in enumerate([
+        {"problem": "p1", "answer": "27"}, {"problem": "p2", "answer": "336^\\circ"},
+        {"problem": "p3", "answer": "\\frac{1}{2"}, {"problem": "p4", "answer": ""},
+        {"problem": "p5", "answer": "-1", "level": 3, "subject": "Algebra"}], 1)]
+    kept, dropped = data.benchmark_records("aime", "a.jsonl", located, "answer", timeout_s=5)
+    assert [r["answer"] for r in kept] == ["27", "336^\\circ", "-1"]
+    assert [r["id"] for r in kept] == ["aime-00000", "aime-00001", "aime-00004"]
+    assert {r["benchmark"] for r in kept} == {"aime"} and (kept[0]["level"], kept[0]["subject"]) == (None, None)
+    assert (kept[2]["level"], kept[2]["subject"]) == ("Level 3", "Algebra")
+    assert [(d["row"], d["reason"].split(" (")[0]) for d in dropped] == [
+        (3, "math-verify cannot use the gold '\\\\frac{1}{2'"), (4, "no gold answer")]
+    with pytest.raises(data.DataError, match=r"a.jsonl: line 1: field 'answer' is missing \(benchmark aime"):
+        data.benchmark_records("aime", "a.jsonl", [("line 1", {"problem": "p", "solution": "x"})], "answer", 5)
+
+
+def test_a_solution_set_takes_the_last_box_and_the_shared_competition_sets_parse_whole():
+    from conftest import REPO
+
+    kept, dropped = data.benchmark_records(
+        "m500", "hub", [("row 1", {"problem": "p", "solution": "so $\\boxed{2}$ then $\\boxed{3}$"}),
+                        ("row 2", {"problem": "q", "solution": "no box"})], "solution", 5)
+    assert [r["answer"] for r in kept] == ["3"] and dropped[0]["reason"] == "the solution has no \\boxed{} answer"
+    for name, rows in (("aime2025", 30), ("amc23", 40)):
+        path = REPO.parent / "shared" / "data" / name / "test.jsonl"
+        if not path.is_file():
+            pytest.skip(f"{path} not found (../shared/data/BENCHMARKS.md)")
+        kept, dropped = data.benchmark_records(name, str(path), data.read_rows({"path": path}), "answer", 5)
+        assert (len(kept), len(dropped)) == (rows, 0)

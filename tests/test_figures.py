@@ -21,12 +21,12 @@ def test_findings_verdicts_colours_each_claim_and_model_by_its_verdict(tmp_path,
 
     table = pd.DataFrame([
         {"claim": "nsr_raises_pass1", "model": "small", "parameters": 10, "verdict": "supported",
-         "estimate": 0.2, "lo": 0.1, "hi": 0.3},
+         "verdict_holm": "supported", "estimate": 0.2, "lo": 0.1, "hi": 0.3},
         {"claim": "nsr_raises_pass1", "model": "large", "parameters": 100, "verdict": "contradicted",
-         "estimate": -0.2, "lo": -0.3, "hi": -0.1},
+         "verdict_holm": "inconclusive", "estimate": -0.2, "lo": -0.3, "hi": -0.1},
         {"claim": "psr_narrows", "model": "small", "parameters": 10, "verdict": "inconclusive",
-         "estimate": 0.0, "lo": -0.1, "hi": 0.1},
-    ])
+         "verdict_holm": "inconclusive", "estimate": 0.0, "lo": -0.1, "hi": 0.1},
+    ]).assign(covers="test problems only (one seed)", benchmark="math")
     drawn, save = {}, figures._save
     monkeypatch.setattr(figures, "_save", lambda fig, stem: save(drawn.setdefault("fig", fig), stem))
     paths = figures.findings_verdicts(table, 0.95, tmp_path / "findings_verdicts")
@@ -39,5 +39,7 @@ def test_findings_verdicts_colours_each_claim_and_model_by_its_verdict(tmp_path,
                      (1, 0): pytest.approx(rgb(figures.VERDICT_COLORS["contradicted"])),
                      (0, 1): pytest.approx(rgb(figures.VERDICT_COLORS["inconclusive"]))}
     texts = {t.get_text() for t in ax.texts}
-    assert "+0.200\n[+0.100, +0.300]" in texts and "-0.200\n[-0.300, -0.100]" in texts
+    assert "+0.200\n[+0.100, +0.300]" in texts and "-0.200\n[-0.300, -0.100]\nHolm: inconclusive" in texts
+    assert "over test problems only (one seed)" in ax.get_title()
+    assert "nsr_raises_pass1\nNSR − base on pass@1 > 0" in [t.get_text() for t in ax.get_yticklabels()]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["small", "large"]

@@ -45,7 +45,7 @@ def prior(tmp_path_factory):
         records.setdefault(rec["problem"], rec)
     recs = list(records.values())
     for i, r in enumerate(recs):
-        r.update(id=f"p{i}", subject=r["type"])
+        r.update(id=f"p{i}", benchmark="math", subject=r["type"])
     write_jsonl(recs[:136], root / "train.jsonl")
     write_jsonl(recs[136:], root / "val.jsonl")
     torch.set_num_threads(2)

@@ -51,3 +51,10 @@ def test_data_stage_makes_no_network_call(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     connects = [ln for ln in trace.read_text().splitlines() if "AF_INET" in ln]
     assert connects == [], connects[:5]
+
+
+def test_a_test_set_from_the_hub_needs_the_hub():
+    demo = demo_config()
+    demo["benchmarks"] = demo["benchmarks"] + [{"name": "amc23", "hub": {"id": "TianHongZXY/amc23", "split": "test"},
+                                               "gold": "answer"}]
+    assert offline_env(demo) == {}

@@ -13,9 +13,12 @@ from itertools import combinations
 import pandas as pd
 import yaml
 
-from conftest import MICRO, MICRO_GPUS, REPO, snakemake
+import pytest
+
+from conftest import MICRO, MICRO_GPUS, MICRO_MISSING, REPO, snakemake
 
 CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
+BENCHMARKS = [b["name"] for b in MICRO["benchmarks"]]  # math, and AIME 2025 and AMC 23 where ../shared has them
 
 
 def jobs(dry_run_output: str) -> dict[str, int]:
@@ -34,16 +37,16 @@ def test_study_dry_run_plans_base_evals_and_every_cell():
 def test_micro_demo_writes_every_table_and_figure(micro):
     tables = micro / "results/tables"
     final = pd.read_csv(tables / "final_metrics.csv")
-    expected = {(m, o) for m in ("tiny-a", "tiny-b") for o in ["base"] + MICRO["objectives"]}
-    assert set(zip(final["model"], final["objective"])) == expected and len(final) == len(expected)
-    assert final["parameters"].nunique() == 2
+    expected = {(b, m, o) for b in BENCHMARKS for m in ("tiny-a", "tiny-b") for o in ["base"] + MICRO["objectives"]}
+    assert set(zip(final["benchmark"], final["model"], final["objective"])) == expected
+    assert len(final) == len(expected) and final["parameters"].nunique() == 2
     train = pd.read_csv(tables / "train_metrics.csv")
     assert len(train) == 2 * 4 * 3  # cells × steps 0..2
     assert set(train.groupby(["model", "objective"])["step"].apply(tuple)) == {(0, 1, 2)}
     passk = pd.read_csv(tables / "passk.csv")
     assert set(passk["k"]) == {1, 2} and len(passk) == 2 * len(expected)
     breakdown = pd.read_csv(tables / "breakdown.csv")
-    assert set(breakdown["by"]) == {"level", "subject"}
+    assert set(breakdown["by"]) == {"level", "subject"} and set(breakdown["benchmark"]) == set(BENCHMARKS)
     for fig in ("training_curves_smoothed", "final_performance_comparison", "passk_curves", "model_size",
                 "findings_verdicts"):
         for ext in ("png", "svg"):
@@ -54,13 +57,44 @@ def test_micro_demo_tests_every_claim_on_both_models(micro):
     from nsr_study.findings import CLAIMS, VERDICTS
 
     findings = pd.read_csv(micro / "results/tables/findings.csv")
-    assert set(zip(findings["claim"], findings["model"])) == {(c, m) for c in CLAIMS for m in ("tiny-a", "tiny-b")}
+    assert set(zip(findings["benchmark"], findings["claim"], findings["model"])) == {
+        (b, c, m) for b in BENCHMARKS for c in CLAIMS for m in ("tiny-a", "tiny-b")}
     assert set(findings["verdict"]) <= set(VERDICTS) and (findings["lo"] <= findings["hi"]).all()
-    assert set(findings["problems"]) == {20} and set(findings["k_max"]) == {2}
+    assert findings.groupby("benchmark")["problems"].unique().map(list).to_dict() == {
+        b: [p] for b, p in {"math": 20, "aime2025": 30, "amc23": 40}.items() if b in BENCHMARKS}
+    assert set(findings["k_max"]) == {2}
     trend = pd.read_csv(micro / "results/tables/findings_trend.csv")
-    assert sorted(trend["claim"]) == sorted(CLAIMS) and set(trend["models"]) == {2}
+    assert sorted(trend["claim"]) == sorted(list(CLAIMS) * 2 * len(BENCHMARKS)) and set(trend["models"]) == {2}
+    assert set(trend["axis"]) == {"log10 parameters", "base pass@1"}
+    assert set(findings["covers"]) == {"test problems only (one seed)"} and set(findings["verdict_holm"]) <= set(VERDICTS)
     front = (micro / "results/report/front_page.rst").read_text()
-    assert front.startswith("Negative vs positive reinforcement") and "9 of the paper's claims × 2 models = 18" in front
+    assert front.startswith("Negative vs positive reinforcement") and "11 of the paper's claims × 2 models = 22 verdicts" in front
+
+
+def test_micro_demo_reads_the_competition_sets_and_reports_them_per_set(micro):
+    """AIME 2025 and AMC 23 (local files from ../shared) beside the synthetic sample: every gold
+    parses, each set has its rows in every table and its own row of panels in the figures, and
+    the breakdown says that they have no levels or subjects."""
+    if MICRO_MISSING:
+        pytest.skip("; ".join(MICRO_MISSING))
+    sets = pd.read_csv(micro / "results/data/benchmarks.csv").set_index("benchmark")
+    assert sets["problems"].to_dict() == {"math": 20, "aime2025": 30, "amc23": 40} and (sets["dropped"] == 0).all()
+    test = [json.loads(line) for line in (micro / "results/data/test.jsonl").read_text().splitlines()]
+    assert [r["benchmark"] for r in test] == ["math"] * 20 + ["aime2025"] * 30 + ["amc23"] * 40
+    problems = [json.loads(line) for line in (micro / "results/eval/tiny-a/NSR/seed0/problems.jsonl").open()]
+    assert [r["benchmark"] for r in problems] == [r["benchmark"] for r in test]
+    passk = pd.read_csv(micro / "results/tables/passk.csv")
+    assert passk.groupby("benchmark").size().to_dict() == {b: 2 * 5 * 2 for b in BENCHMARKS}  # models × evals × k
+    breakdown = pd.read_csv(micro / "results/tables/breakdown.csv")
+    comp = breakdown[breakdown["benchmark"] != "math"]
+    assert set(comp["group"]) == {"(none: this test set has no levels)", "(none: this test set has no subjects)"}
+    from PIL import Image
+
+    for fig in ("passk_curves", "final_performance_comparison", "model_size"):
+        with Image.open(micro / f"results/figures/{fig}.png") as png:
+            assert png.height > 2 * 3.8 * 130, fig  # three rows of panels (≥ 3.8 in at 130 dpi each), one per set
+    front = (micro / "results/report/front_page.rst").read_text()
+    assert all(f"Findings on {b}" in front for b in BENCHMARKS)
 
 
 CLAIMED = re.compile(r"GPU (\S+) claimed by pid (\d+) \((.+?)\) at (\S+) after waiting")
@@ -128,20 +162,20 @@ def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell_and
 
 
 def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_work(micro, tmp_path):
-    """evaluate.max_new_tokens 1000 leaves no room in the tiny models' 512 positions: rule
+    """evaluate.max_new_tokens 2000 leaves no room in the tiny models' 2048 positions: rule
     prompt_lengths fails naming each model and its longest test problem, and no evaluation
     (which the new setting would rerun) starts. On a copy, so the other tests keep their outputs."""
     root = tmp_path / "copy"
     shutil.copytree(micro, root, symlinks=True)
     cfg = root / "long.yaml"
-    cfg.write_text(yaml.safe_dump(MICRO | {"evaluate": MICRO["evaluate"] | {"max_new_tokens": 1000}}))
+    cfg.write_text(yaml.safe_dump(MICRO | {"evaluate": MICRO["evaluate"] | {"max_new_tokens": 2000}}))
     res = snakemake("--cores", "2", "-d", root, "--configfile", cfg)
     out = res.stdout + res.stderr
     assert res.returncode != 0
     log = (root / "logs/data/prompt_lengths.log").read_text()
     for model in ("tiny-a", "tiny-b"):
         assert re.search(rf"model {model}: test problem test-\d+: its prompt has \d+ tokens, which with "
-                         r"evaluate.max_new_tokens = 1000 exceeds the model's context of 512 tokens", log), log
+                         r"evaluate.max_new_tokens = 2000 exceeds the model's context of 2048 tokens", log), log
     assert "rule prompt_lengths" in out and not re.search(r"rule (evaluate_base|evaluate_cell|train):", out), out
 
 
@@ -154,4 +188,4 @@ def test_report_holds_every_figure_and_caption(micro):
                  "final_metrics.csv", "strata.png", "findings.csv", "findings_trend.csv", "findings_verdicts"):
         assert name in html, name
     assert "Does training trade breadth for precision?" in html
-    assert "2 models = 18 verdicts, each from its own 95 % paired bootstrap interval" in html  # the front page
+    assert "2 models = 22 verdicts, each from its own 95 % interval" in html  # the front page

@@ -161,7 +161,7 @@ def test_front_page_says_what_the_report_is(report):
     text = page.js("document.body.innerText")
     assert "Negative vs positive reinforcement across model sizes" in text
     assert "tiny-a, tiny-b" in text  # the run's own configuration, rendered into the page
-    assert "9 of the paper's claims × 2 models = 18 verdicts" in text  # the findings, in words
+    assert "11 of the paper's claims × 2 models = 22 verdicts" in text  # the findings, in words
     assert not_blank(page.screenshot(path.parent / "report-front.png"))
 
 

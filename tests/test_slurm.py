@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import MICRO_CONFIG, REPO
+from conftest import MICRO, REPO
 
 pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
 from snakemake.cli import parse_args  # noqa: E402  (after the skip: parsing `executor: slurm` needs the plugin)
@@ -134,7 +134,7 @@ def most_at_once(intervals: pd.DataFrame) -> int:
 @pytest.fixture(scope="module")
 def slurm_demo(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm")
-    shutil.copy(MICRO_CONFIG, root / "micro.yaml")
+    (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     start = time.monotonic()
     rc = run_on_slurm(root, log=root / "snakemake.log")
     wall = time.monotonic() - start

@@ -6,7 +6,7 @@ import yaml
 from conftest import REPO, snakemake
 from nsr_study.data import read_jsonl
 
-DATA_OUT = ["train.jsonl", "val.jsonl", "test.jsonl", "strata.csv", "strata.png"]
+DATA_OUT = ["train.jsonl", "val.jsonl", "test.jsonl", "strata.csv", "strata.png", "benchmarks.csv"]
 
 
 def test_demo_data_stage_runs_offline(tmp_path):
@@ -17,7 +17,14 @@ def test_demo_data_stage_runs_offline(tmp_path):
     sizes = {s: len(read_jsonl(tmp_path / f"results/data/{s}.jsonl")) for s in ("train", "val", "test")}
     n_train, n_test = demo["synthetic"]["n_train"], demo["synthetic"]["n_test"]
     assert sizes["train"] + sizes["val"] == round(demo["train_fraction"] * n_train)
-    assert sizes == {"train": sizes["train"], "val": demo["val_size"], "test": round(demo["test_fraction"] * n_test)}
+    sample, longer = round(demo["test_fraction"] * n_test), demo["synthetic"]["n_longer"]
+    assert sizes == {"train": sizes["train"], "val": demo["val_size"], "test": sample + longer}
+    # the demo's second test set: chains longer than any training problem's, after the sample
+    test = read_jsonl(tmp_path / "results/data/test.jsonl")
+    assert [r["benchmark"] for r in test] == ["math"] * sample + ["longer"] * longer
+    assert {r["level"] for r in test[sample:]} == {"Level 6", "Level 7"}
+    assert max(int(r["level"][-1]) for r in read_jsonl(tmp_path / "results/data/train.jsonl")) == 5
+    assert pd.read_csv(tmp_path / "results/data/benchmarks.csv")["problems"].tolist() == [sample, longer]
     assert (tmp_path / "logs/data/prepare_data.log").read_text().count("sampled") == 2
 
 

@@ -1,7 +1,8 @@
 """Tidy tables of every training-step metric and every final metric over all cells and seeds.
 
-One row per cell × seed × step (training), per model × objective × seed (final; the base model
-has objective "base" and no seed), per … × k (pass@k) and per … × level/subject (breakdown).
+One row per cell × seed × step (training), per model × objective × seed × test set (final, column
+``benchmark``; the base model has objective "base" and no seed), per … × k (pass@k) and per … ×
+level/subject (breakdown).
 Every table carries the model's size in parameters, read from its base evaluation.
 
 Every final number comes with its standard error over test problems (``*_se``), and every trained
@@ -60,33 +61,42 @@ def paired_difference(cell: dict[str, float], base: dict[str, float]) -> tuple[f
     return mean_se([cell[i] - base[i] for i in base])
 
 
+NO_LABEL = "(none: this test set has no {kind}s)"
+
+
 def final_tables(summaries: list[dict], problems: list[list[dict]]) -> dict[str, pd.DataFrame]:
     """``summaries``: the metrics.json of every evaluation (base and cells); ``problems``: the
     per-problem rows of each, in the same order.
 
-    Returns ``final`` (one row per evaluation), ``passk`` (… × k) and ``breakdown``
-    (… × level / subject)."""
+    Returns ``final`` (one row per evaluation × test set), ``passk`` (… × k) and ``breakdown``
+    (… × level / subject; a set without levels or subjects, a competition set, gets one row
+    that says so, with its overall numbers)."""
     final, passk, breakdown = [], [], []
     base = {s["model"]: rows for s, rows in zip(summaries, problems) if s["objective"] == "base"}
     for s, rows in zip(summaries, problems):
-        label = {"model": s["model"], "objective": s["objective"], "seed": s.get("seed"), "parameters": s["parameters"]}
-        ks = sorted(int(k[5:]) for k in s if k.startswith("pass@") and not k.endswith("_se"))
-        row = label | {c: s[c] for c in FINAL_COLUMNS if c != "grading_failures"} | {
-            "grading_failures": _failures(s), "max_k": ks[-1],
-            "pass_at_1": s["pass@1"], "pass_at_1_se": s["pass@1_se"],
-            "pass_at_max_k": s[f"pass@{ks[-1]}"], "pass_at_max_k_se": s[f"pass@{ks[-1]}_se"]}
-        if s["objective"] != "base":
-            for name, k in (("pass_at_1", 1), ("pass_at_max_k", ks[-1])):
-                row[f"{name}_vs_base"], row[f"{name}_vs_base_se"] = paired_difference(
-                    per_problem(rows, k), per_problem(base[s["model"]], k))
-        final.append(row)
-        passk += [label | {"k": k, "pass_at_k": s[f"pass@{k}"], "pass_at_k_se": s[f"pass@{k}_se"]} for k in ks]
-        for kind in ("level", "subject"):
-            for group, g in s[f"by_{kind}"].items():
-                breakdown.append(label | {"by": kind, "group": group, "problems": g["problems"],
-                                          "greedy_accuracy": g["greedy_accuracy"]}
-                                 | {f"pass_at_{k}": g[f"pass@{k}"] for k in ks})
-    order = ["model", "objective", "seed"]
+        for bench, b in s["benchmarks"].items():
+            label = {"model": s["model"], "objective": s["objective"], "seed": s.get("seed"), "benchmark": bench,
+                     "parameters": s["parameters"]}
+            ks = sorted(int(k[5:]) for k in b if k.startswith("pass@") and not k.endswith("_se"))
+            row = label | {c: b[c] for c in FINAL_COLUMNS if c != "grading_failures"} | {
+                "grading_failures": _failures(b), "max_k": ks[-1],
+                "pass_at_1": b["pass@1"], "pass_at_1_se": b["pass@1_se"],
+                "pass_at_max_k": b[f"pass@{ks[-1]}"], "pass_at_max_k_se": b[f"pass@{ks[-1]}_se"]}
+            if s["objective"] != "base":
+                mine = [r for r in rows if r["benchmark"] == bench]
+                theirs = [r for r in base[s["model"]] if r["benchmark"] == bench]
+                for name, k in (("pass_at_1", 1), ("pass_at_max_k", ks[-1])):
+                    row[f"{name}_vs_base"], row[f"{name}_vs_base_se"] = paired_difference(
+                        per_problem(mine, k), per_problem(theirs, k))
+            final.append(row)
+            passk += [label | {"k": k, "pass_at_k": b[f"pass@{k}"], "pass_at_k_se": b[f"pass@{k}_se"]} for k in ks]
+            for kind in ("level", "subject"):
+                groups = b[f"by_{kind}"] or {NO_LABEL.format(kind=kind): b}
+                for group, g in groups.items():
+                    breakdown.append(label | {"by": kind, "group": group, "problems": g["problems"],
+                                              "greedy_accuracy": g["greedy_accuracy"]}
+                                     | {f"pass_at_{k}": g[f"pass@{k}"] for k in ks})
+    order = ["benchmark", "model", "objective", "seed"]
     return {"final": pd.DataFrame(final).sort_values(order, ignore_index=True, na_position="first"),
             "passk": pd.DataFrame(passk).sort_values(order + ["k"], ignore_index=True, na_position="first"),
             "breakdown": pd.DataFrame(breakdown).sort_values(order + ["by", "group"], ignore_index=True,

@@ -79,7 +79,23 @@ def semantic_errors(config: dict) -> list[str]:
     errors += [f"models[{i}].gpus: {m['gpus']} ranks cannot decode from train.hf_compiled's unsharded copy; "
                "set train.hf_compiled false" for i, m in enumerate(config["models"])
                if m["gpus"] > 1 and config["train"]["hf_compiled"]]
-    return errors + train_errors(config["train"])
+    return errors + benchmark_errors(config["benchmarks"]) + train_errors(config["train"])
+
+
+def benchmark_errors(benchmarks: list[dict]) -> list[str]:
+    """The first test set is `math` (the data section's sample, no source of its own); every
+    other one has exactly one source; names are unique."""
+    errors = []
+    first = benchmarks[0]
+    if first["name"] != "math" or "local" in first or "hub" in first:
+        errors.append("benchmarks[0]: must be {name: math}, the stratified test sample of the data section "
+                      f"(got {first})")
+    for i, b in enumerate(benchmarks[1:], 1):
+        if ("local" in b) == ("hub" in b):
+            errors.append(f"benchmarks[{i}] ({b['name']}): give exactly one of local (a file) or hub {{id, split}}")
+    names = [b["name"] for b in benchmarks]
+    errors += [f"benchmarks: name '{n}' is used more than once" for n in sorted({n for n in names if names.count(n) > 1})]
+    return errors
 
 
 def train_errors(t: dict) -> list[str]:

@@ -24,7 +24,8 @@ from nsr_study.answers import has_box, last_boxed
 from nsr_study.stratify import stratified_sample
 
 REQUIRED_FIELDS = ("problem", "solution", "level", "type")
-RECORD_FIELDS = ("id", "subject", "level", "problem", "solution", "answer")
+RECORD_FIELDS = ("id", "benchmark", "subject", "level", "problem", "solution", "answer")
+MATH = "math"  # the first benchmark: the stratified test sample of MATH (config `benchmarks`)
 UNRATED_LEVEL = "Level ?"
 LEVELS = (*(f"Level {i}" for i in range(1, 6)), UNRATED_LEVEL)
 
@@ -105,19 +106,9 @@ def load_rows(source: dict, split: str) -> list[dict]:
     Local files are read directly (a parser's error is turned into file and line); the hub
     goes through ``datasets.load_dataset``.
     """
-    where = describe(source)
-    if "path" in source:
-        path = Path(source["path"])
-        if not path.is_file():
-            raise FileNotFoundError(f"{split} data file not found: {path}")
-        read = {".jsonl": _read_json, ".json": _read_json, ".parquet": _read_parquet}.get(path.suffix)
-        if read is None:
-            raise DataError(f"{path}: expected a .jsonl, .json or .parquet file")
-        return check_rows(where, read(path))
-    from datasets import load_dataset
-
-    ds = load_dataset(source["hub"], source.get("config"), split=source["split"], revision=source.get("revision"))
-    return check_rows(where, [(f"row {i}", r) for i, r in enumerate(ds.to_list(), 1)])
+    if "path" in source and not Path(source["path"]).is_file():
+        raise FileNotFoundError(f"{split} data file not found: {source['path']}")
+    return check_rows(describe(source), read_rows(source))
 
 
 def drop_reason(solution) -> str | None:
@@ -136,12 +127,91 @@ def to_records(rows: list[dict], split: str) -> tuple[list[dict], list[dict]]:
     for i, row in enumerate(rows):
         solution = row.get("solution")
         reason = drop_reason(solution)
-        rec = {"id": f"{split}-{i:05d}", "subject": row["type"], "level": row["level"],
+        rec = {"id": f"{split}-{i:05d}", "benchmark": MATH, "subject": row["type"], "level": row["level"],
                "problem": row["problem"], "solution": solution, "answer": None if reason else last_boxed(solution)}
         if reason:
             dropped.append(rec | {"reason": reason, "row": i + 1})
         else:
             kept.append(rec)
+    return kept, dropped
+
+
+def benchmark_source(entry: dict) -> dict:
+    """``load_rows``-style source of one extra test set of the config's ``benchmarks``."""
+    if "local" in entry:
+        return {"path": entry["local"]}
+    hub = entry["hub"]
+    return {"hub": hub["id"], "config": hub.get("config"), "split": hub.get("split", "test"),
+            "revision": hub.get("revision")}
+
+
+def read_rows(source: dict) -> list[tuple[str, object]]:
+    """(location, row) of a local file or a hub split, unchecked."""
+    if "path" in source:
+        path = Path(source["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        read = {".jsonl": _read_json, ".json": _read_json, ".parquet": _read_parquet}.get(path.suffix)
+        if read is None:
+            raise DataError(f"{path}: expected a .jsonl, .json or .parquet file")
+        return read(path)
+    from datasets import load_dataset
+
+    ds = load_dataset(source["hub"], source.get("config"), split=source["split"], revision=source.get("revision"))
+    return [(f"row {i}", r) for i, r in enumerate(ds.to_list(), 1)]
+
+
+def gold_drop_reason(gold, timeout_s: int) -> str | None:
+    """Why a gold answer cannot grade anything (math-verify cannot parse it); None when it can.
+    The gold graded against itself in a box, as a response giving it would be."""
+    from nsr_study.grading import grade_with_status
+
+    if _missing(gold) or not str(gold).strip():
+        return "no gold answer"
+    score, status = grade_with_status("\\boxed{" + str(gold) + "}", str(gold), timeout_s)
+    return None if status == "ok" and score == 1.0 else f"math-verify cannot use the gold {str(gold)!r} ({status})"
+
+
+def _level(value) -> str | None:
+    """A MATH-style level string from a set's own level ("Level 3" or 3), None where it has none."""
+    if _missing(value):
+        return None
+    return value if isinstance(value, str) else f"Level {int(value)}"
+
+
+def benchmark_records(name: str, where: str, located: list[tuple[str, object]], gold: str, timeout_s: int
+                      ) -> tuple[list[dict], list[dict]]:
+    """(records, dropped rows with their ``reason`` and 1-based ``row``) of one extra test set,
+    read whole. ``gold``: "answer" (the field is the answer) or "solution" (its last
+    ``\\boxed{}``). Every gold must parse with math-verify, since an answer-only set has no
+    solution whose box vouches for it. Competition sets have no level or subject: None, and
+    the breakdown says so; a set's own ``level`` and ``type``/``subject`` are kept."""
+    if not located:
+        raise DataError(f"{where}: no rows (the file is empty)")
+    kept, dropped = [], []
+    for i, (loc, row) in enumerate(located):
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: {loc}: expected a JSON object, got {type(row).__name__}")
+        for f in ("problem", gold):
+            if f not in row:
+                raise DataError(f"{where}: {loc}: field '{f}' is missing (benchmark {name}, gold: {gold}); "
+                                f"it has {sorted(row)}")
+        if _missing(row["problem"]):
+            raise DataError(f"{where}: {loc}: field 'problem' is null")
+        solution = row.get("solution")
+        reason = drop_reason(solution) if gold == "solution" else None
+        answer = (last_boxed(solution) if reason is None else None) if gold == "solution" else row["answer"]
+        reason = reason or gold_drop_reason(answer, timeout_s)
+        subject = row.get("type", row.get("subject"))
+        rec = {"id": f"{name}-{i:05d}", "benchmark": name, "subject": None if _missing(subject) else subject,
+               "level": _level(row.get("level")), "problem": row["problem"],
+               "solution": None if _missing(solution) else solution, "answer": None if reason else str(answer)}
+        if reason:
+            dropped.append(rec | {"reason": reason, "row": i + 1})
+        else:
+            kept.append(rec)
+    if not kept:
+        raise DataError(f"{where}: benchmark {name} has no row with a usable gold answer ({len(located)} rows)")
     return kept, dropped
 
 

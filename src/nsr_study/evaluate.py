@@ -1,4 +1,5 @@
-"""Evaluation of one model (a base model or a trained cell's policy) on the sampled test set.
+"""Evaluation of one model (a base model or a trained cell's policy) on every test set of the
+test table (the stratified MATH sample and the config's other ``benchmarks``), each on its own.
 
 Greedy accuracy (pass@1 at T=0) and pass@k for k = 1, 2, 4, … ≤ n from n samples per problem
 at the configured temperature/top_p (paper: T=0.6, top_p=0.95), overall and by level and
@@ -6,9 +7,10 @@ subject; mean response length and truncation rate of the samples; mean token ent
 greedy responses; grading statuses. The same rollout backends as training.
 
 Run by the evaluate rules as ``python -m nsr_study.evaluate ...``. With ``--ranks N`` (the
-model's ``gpus``) the test problems are split over N FSDP2 ranks (``nsr_study.distributed``),
-each rank generating, grading and scoring its contiguous share, and rank 0 writes the gathered
-rows in the test set's order.
+model's ``gpus``) each test set's problems are split over N FSDP2 ranks
+(``nsr_study.distributed``), each rank generating, grading and scoring its contiguous share
+(samples seeded by problem id, so the same as on one rank), and rank 0 writes the gathered rows
+in the test table's order.
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens
     return len(prompts[i])
 
 
+def longest_test_prompt(records: list[dict], prompts: list[list[int]], new_tokens: dict[str, int], context: int) -> int:
+    """``longest_prompt`` over every test set of the test table, each with its own
+    ``max_new_tokens`` (``new_tokens``, by the records' ``benchmark``)."""
+    longest = 0
+    for name in dict.fromkeys(r["benchmark"] for r in records):
+        idx = [i for i, r in enumerate(records) if r["benchmark"] == name]
+        longest = max(longest, longest_prompt([records[i] for i in idx], [prompts[i] for i in idx],
+                                              new_tokens[name], context))
+    return longest
+
+
 def model_context(model_path: str) -> int:
     """The number of positions the model was built for, from its config alone (no weights)."""
     from transformers import AutoConfig
@@ -83,61 +96,103 @@ def model_context(model_path: str) -> int:
     return AutoConfig.from_pretrained(model_path, trust_remote_code=False).max_position_embeddings
 
 
+def benchmark_groups(records: list[dict], settings: dict[str, dict], default: dict) -> dict[str, dict]:
+    """{test set: {indices, n, max_new_tokens}} in the order the sets first appear; a set's
+    ``n``/``max_new_tokens`` from ``settings`` (``evaluate.benchmarks``), else ``default``'s."""
+    groups: dict[str, dict] = {}
+    for i, r in enumerate(records):
+        name = r["benchmark"]
+        if name not in groups:
+            own = settings.get(name, {})
+            groups[name] = {"indices": [], **{k: own.get(k, default[k]) for k in ("n", "max_new_tokens")}}
+        groups[name]["indices"].append(i)
+    return groups
+
+
+def breakdown(problems: list[dict], n: int, key: str) -> dict:
+    """``summarize`` per value of ``key`` (level, subject); {} for a set without that label
+    (competition sets: the aggregate's breakdown says so)."""
+    groups = defaultdict(list)
+    for p in problems:
+        if p[key] is not None:
+            groups[p[key]].append(p)
+    return {v: summarize(ps, n) for v, ps in sorted(groups.items())}
+
+
 def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: dict, seed: int) -> tuple[dict, list[dict]]:
-    """(summary, per-problem rows) for one model directory or hub id."""
+    """(summary, per-problem rows) for one model directory or hub id, on every test set of the
+    test table (its ``benchmark`` column), each with its own n and max_new_tokens
+    (``cfg["benchmarks"]``); the summary holds one MATH-style summary per set under
+    ``benchmarks``."""
     from transformers import set_seed
 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
     if distributed.launched():
         distributed.init(device)
-    rank, ranks = distributed.world()
+    ranks = distributed.world()[1]
     tokenizer = load_tokenizer(model_path)
     records = read_jsonl(test_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
-    longest = longest_prompt(records, prompts, cfg["max_new_tokens"], model_context(model_path))
-    records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
+    groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
+    longest = longest_test_prompt(records, prompts, {name: g["max_new_tokens"] for name, g in groups.items()},
+                                  model_context(model_path))
     model = load_causal_lm(model_path, "cpu" if ranks > 1 else device).eval()
     parameters = sum(p.numel() for p in model.parameters())
     if ranks > 1:
         distributed.shard(model, cfg["dtype"], device)
     pad_id = pad_token_id(tokenizer)
-    backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg | {"max_prompt_tokens": longest}, seed)
-    n = cfg["n"]
-    with Grader(grading["workers"], grading["timeout_s"]) as grader, autocast(device, cfg["dtype"]):
-        greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg["max_new_tokens"])
-        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0, desc="grading greedy")
+    engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}
+    backend = make_backend(cfg["backend"], model, tokenizer, model_path, engine_cfg, seed)
+    summary = {"benchmarks": {}, "device": device, "ranks": ranks, "prompt_tokens_max": longest,
+               "parameters": parameters}
+    problems = []
+    with Grader(grading["workers"], grading["timeout_s"]) as grader:
+        for name, grp in groups.items():
+            recs = [records[i] for i in grp["indices"]]
+            bench_summary, rows = evaluate_set(backend, grader, model, recs, [prompts[i] for i in grp["indices"]],
+                                               cfg, grp["n"], grp["max_new_tokens"], pad_id, device, seed, name)
+            summary["benchmarks"][name] = bench_summary
+            problems += rows
+    return summary, problems
+
+
+def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_tokens, pad_id, device, seed, name
+                 ) -> tuple[dict, list[dict]]:
+    """One test set's summary (as ``summarize``, with lengths, entropy, grading counts and the
+    level/subject breakdown) and per-problem rows. On several ranks each rank takes its share of
+    the set's problems, and the rows and statistics are gathered."""
+    rank, ranks = distributed.world()
+    records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
+    with autocast(device, cfg["dtype"]):
+        greedy = backend.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
+        g = grader.grade_many(greedy.texts, [r["answer"] for r in records], progress=rank == 0,
+                              desc=f"{name}: grading greedy")
         sampled = backend.generate(prompts, n=n, temperature=cfg["temperature"], top_p=cfg["top_p"],
-                                   max_new_tokens=cfg["max_new_tokens"], seed=seed, keys=[r["id"] for r in records])
+                                   max_new_tokens=max_new_tokens, seed=seed, keys=[r["id"] for r in records])
         s = grader.grade_many(sampled.texts, [r["answer"] for r in records for _ in range(n)], progress=rank == 0,
-                              desc=f"grading {n} samples per problem")
+                              desc=f"{name}: grading {n} samples per problem")
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
     for i, r in enumerate(records):
         scores = s.scores[i * n : (i + 1) * n]
-        problems.append({"id": r["id"], "subject": r["subject"], "level": r["level"],
+        problems.append({"id": r["id"], "benchmark": name, "subject": r["subject"], "level": r["level"],
                          "greedy_correct": g.scores[i], "correct": int(sum(scores)), "n": n,
                          "greedy_length": len(greedy.response_ids[i]), "greedy_entropy": entropy[i]})
     problems = distributed.gather(problems)
     lengths = distributed.gather([len(r) for r in sampled.response_ids])
-    truncated = distributed.gather(sampled.truncated)
-    greedy_truncated = distributed.gather(greedy.truncated)
+    truncated, greedy_truncated = distributed.gather(sampled.truncated), distributed.gather(greedy.truncated)
     g_counts, s_counts = (summed(distributed.gather([dict(x.counts)])) for x in (g, s))
     summary = summarize(problems, n)
     summary.update(
-        n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"],
-        device=device, ranks=ranks, prompt_tokens_max=longest, parameters=parameters,
+        n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=max_new_tokens,
         response_length_mean=float(np.mean(lengths)),
         truncation_rate=float(np.mean(truncated)),
         greedy_truncation_rate=float(np.mean(greedy_truncated)),
         token_entropy_mean=float(np.mean([p["greedy_entropy"] for p in problems])),
         grading_greedy=dict(g_counts), grading_sampled=dict(s_counts),
+        by_level=breakdown(problems, n, "level"), by_subject=breakdown(problems, n, "subject"),
     )
-    for key in ("level", "subject"):
-        groups = defaultdict(list)
-        for p in problems:
-            groups[p[key]].append(p)
-        summary[f"by_{key}"] = {v: summarize(ps, n) for v, ps in sorted(groups.items())}
     return summary, problems
 
 
@@ -173,8 +228,9 @@ def main(argv=None) -> None:
         Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
         Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
         write_jsonl(problems, args.problems, fields=None)
-        log.info("%s: greedy accuracy %.3f, %s", args.model, summary["greedy_accuracy"],
-                 ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.startswith("pass@")))
+        for name, b in summary["benchmarks"].items():
+            log.info("%s on %s: greedy accuracy %.3f, %s", args.model, name, b["greedy_accuracy"],
+                     ", ".join(f"{k} {v:.3f}" for k, v in b.items() if k.startswith("pass@") and not k.endswith("_se")))
     distributed.finish()
 
 

@@ -115,72 +115,91 @@ def _final_panels(final: pd.DataFrame) -> list[tuple[str, str]]:
             ("pass_at_max_k", f"pass@{int(final['max_k'].max())}")]
 
 
+def _benchmarks(df: pd.DataFrame) -> list[str]:
+    """The test sets of a table, ``math`` (the config's first) first, then by name."""
+    names = sorted(set(df["benchmark"]))
+    return sorted(names, key=lambda b: b != "math")
+
+
 def final_performance(final: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
-    """Grouped bars per model: base model and each objective, greedy accuracy, pass@1 and pass@max k."""
+    """Grouped bars per model: base model and each objective, greedy accuracy, pass@1 and pass@max k;
+    one row of panels per test set."""
     models = _models_by_size(final)
     groups = ["base"] + objectives
-    panels = _final_panels(final)
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(10, 2.0 * len(models) * len(panels)), 4.2))
+    benches = _benchmarks(final)
+    ncols = len(_final_panels(final))
+    fig, axes = plt.subplots(len(benches), ncols, figsize=(max(10, 2.0 * len(models) * ncols), 4.2 * len(benches)),
+                             squeeze=False)
     width = 0.8 / len(groups)
-    for ax, (metric, title) in zip(axes, panels):
-        for i, obj in enumerate(groups):
-            stats = [_mean_err(final[(final["model"] == m) & (final["objective"] == obj)], metric) for m in models]
-            x = np.arange(len(models)) + (i - (len(groups) - 1) / 2) * width
-            errs = [s[1] for s in stats]
-            ax.bar(x, [s[0] for s in stats], width, yerr=errs if any(errs) else None, capsize=3, color=_color(obj),
-                   label=_label(obj))
-        ax.set_xticks(np.arange(len(models)), models)
-        ax.set_ylabel(f"test {title}")
-        ax.set_ylim(0, min(1.0, 1.25 * final[metric].max()) or 1.0)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Final performance on the test set (error bars: {UNCERTAINTY})", fontsize=11)
+    for row, bench in zip(axes, benches):
+        fb = final[final["benchmark"] == bench]
+        for ax, (metric, title) in zip(row, _final_panels(fb)):
+            for i, obj in enumerate(groups):
+                stats = [_mean_err(fb[(fb["model"] == m) & (fb["objective"] == obj)], metric) for m in models]
+                x = np.arange(len(models)) + (i - (len(groups) - 1) / 2) * width
+                errs = [e for _, e in stats]
+                ax.bar(x, [m for m, _ in stats], width, yerr=errs if any(errs) else None, capsize=3,
+                       color=_color(obj), label=_label(obj))
+            ax.set_xticks(np.arange(len(models)), models)
+            ax.set_ylabel(f"{bench}: test {title}")
+            ax.set_ylim(0, min(1.0, 1.25 * fb[metric].max()) or 1.0)
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Final performance per test set (error bars: {UNCERTAINTY})", fontsize=11)
     fig.tight_layout()
     return _save(fig, stem)
 
 
 def passk_curves(passk: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
-    """pass@k vs k (log2 axis), one panel per model, base model and each objective."""
+    """pass@k vs k (log2 axis), one panel per test set (rows) and model (columns), base model and
+    each objective."""
     models = _models_by_size(passk)
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], models):
-        for obj in ["base"] + objectives:
-            d = passk[(passk["model"] == model) & (passk["objective"] == obj)]
-            if d.empty:
-                continue
-            mean, std = _by(d, "k", "pass_at_k")
-            ax.plot(mean.index, mean, marker="o", ms=3, color=_color(obj), label=_label(obj),
-                    ls="--" if obj == "base" else "-")
-            ax.fill_between(mean.index, mean - std, mean + std, color=_color(obj), alpha=0.15, lw=0)
-        ax.set_xscale("log", base=2)
-        ax.set_title(model)
-        ax.set_xlabel("k (samples per problem)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test pass@k")
+    benches = _benchmarks(passk)
+    fig, axes = plt.subplots(len(benches), len(models), figsize=(4.2 * len(models), 3.8 * len(benches)),
+                             squeeze=False, sharey="row")
+    for row, bench in zip(axes, benches):
+        for ax, model in zip(row, models):
+            for obj in ["base"] + objectives:
+                d = passk[(passk["benchmark"] == bench) & (passk["model"] == model) & (passk["objective"] == obj)]
+                if d.empty:
+                    continue
+                mean, std = _by(d, "k", "pass_at_k")
+                ax.plot(mean.index, mean, marker="o", ms=3, color=_color(obj), label=_label(obj),
+                        ls="--" if obj == "base" else "-")
+                ax.fill_between(mean.index, mean - std, mean + std, color=_color(obj), alpha=0.15, lw=0)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{model} · {bench}")
+            ax.set_xlabel("k (samples per problem)")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(f"{bench}: test pass@k")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"pass@k (unbiased estimator; band: {UNCERTAINTY})", fontsize=11)
+    fig.suptitle(f"pass@k per test set (unbiased estimator; band: {UNCERTAINTY})", fontsize=11)
     fig.tight_layout()
     return _save(fig, stem)
 
 
 def model_size(final: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
-    """Greedy accuracy, pass@1 and pass@max k vs parameters (log axis), one line per objective."""
-    panels = _final_panels(final)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8))
-    for ax, (metric, title) in zip(axes, panels):
-        for obj in ["base"] + objectives:
-            d = final[final["objective"] == obj]
-            if d.empty:
-                continue
-            mean, std = _by(d, "parameters", metric)
-            ax.errorbar(mean.index, mean, yerr=std, marker="o", capsize=3, color=_color(obj), label=_label(obj),
-                        ls="--" if obj == "base" else "-")
-        ax.set_xscale("log")
-        ax.set_xlabel("model parameters")
-        ax.set_ylabel(f"test {title}")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Effect of model size (error bars: {UNCERTAINTY})", fontsize=11)
+    """Greedy accuracy, pass@1 and pass@max k vs parameters (log axis), one line per objective;
+    one row of panels per test set."""
+    benches = _benchmarks(final)
+    ncols = len(_final_panels(final))
+    fig, axes = plt.subplots(len(benches), ncols, figsize=(4.5 * ncols, 3.8 * len(benches)), squeeze=False)
+    for row, bench in zip(axes, benches):
+        fb = final[final["benchmark"] == bench]
+        for ax, (metric, title) in zip(row, _final_panels(fb)):
+            for obj in ["base"] + objectives:
+                d = fb[fb["objective"] == obj]
+                if d.empty:
+                    continue
+                mean, std = _by(d, "parameters", metric)
+                ax.errorbar(mean.index, mean, yerr=std, marker="o", capsize=3, color=_color(obj), label=_label(obj),
+                            ls="--" if obj == "base" else "-")
+            ax.set_xscale("log")
+            ax.set_xlabel("model parameters")
+            ax.set_ylabel(f"{bench}: test {title}")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Effect of model size per test set (error bars: {UNCERTAINTY})", fontsize=11)
     fig.tight_layout()
     return _save(fig, stem)
 
@@ -189,33 +208,36 @@ VERDICT_COLORS = {"supported": "#a6dba0", "contradicted": "#f4a582", "inconclusi
 
 
 def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path]:
-    """One cell per claim × model (findings.csv): colour = verdict, text = estimate [lo, hi]."""
-    from nsr_study.findings import CLAIMS
+    """One cell per claim × (test set, model) (findings.csv): colour = verdict, text = estimate [lo, hi]
+    and the Holm-adjusted verdict where it differs."""
+    from nsr_study.findings import CLAIMS, statement
 
     claims = [c for c in CLAIMS if c in set(table["claim"])]
-    models = _models_by_size(table)
-    fig, ax = plt.subplots(figsize=(2.3 * len(models) + 3.2, 0.62 * len(claims) + 1.4))
+    columns = [(b, m) for b in _benchmarks(table) for m in _models_by_size(table)]
+    fig, ax = plt.subplots(figsize=(2.3 * len(columns) + 3.2, 0.62 * len(claims) + 1.4))
     for i, cid in enumerate(claims):
-        for j, model in enumerate(models):
-            r = table[(table["claim"] == cid) & (table["model"] == model)]
+        for j, (bench, model) in enumerate(columns):
+            r = table[(table["claim"] == cid) & (table["model"] == model) & (table["benchmark"] == bench)]
             if r.empty:
                 continue
             r = r.iloc[0]
             ax.add_patch(plt.Rectangle((j, i), 1, 1, color=VERDICT_COLORS[r["verdict"]], ec="white", lw=2))
-            ax.text(j + 0.5, i + 0.5, f"{r['estimate']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]", ha="center",
+            holm = f"\nHolm: {r['verdict_holm']}" if r["verdict_holm"] != r["verdict"] else ""
+            ax.text(j + 0.5, i + 0.5, f"{r['estimate']:+.3f}\n[{r['lo']:+.3f}, {r['hi']:+.3f}]{holm}", ha="center",
                     va="center", fontsize=7.5)
-    ax.set_xlim(0, len(models))
+    ax.set_xlim(0, len(columns))
     ax.set_ylim(len(claims), 0)
-    ax.set_xticks(np.arange(len(models)) + 0.5, models)
+    several = len({b for b, _ in columns}) > 1
+    ax.set_xticks(np.arange(len(columns)) + 0.5, [f"{m}\n{b}" if several else m for b, m in columns])
     ax.set_yticks(np.arange(len(claims)) + 0.5,
-                  [f"{c}\n{CLAIMS[c].contrast}, {CLAIMS[c].metric}" for c in claims], fontsize=7.5)
+                  [f"{c}\n{statement(CLAIMS[c])}" for c in claims], fontsize=7.5)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLORS.values()]
-    ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=8,
-              frameon=False)
-    ax.set_title(f"The paper's claims per model: estimate [{100 * confidence:g} % paired bootstrap interval]",
-                 fontsize=10)
+    ax.legend(handles, list(VERDICT_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.09 if several else -0.04),
+              ncol=3, fontsize=8, frameon=False)  # below the tick labels, two lines with several test sets
+    ax.set_title(f"The paper's claims per model and test set: estimate [{100 * confidence:g} % interval over "
+                 f"{table['covers'].iloc[0]}]", fontsize=10)
     fig.tight_layout()
     return _save(fig, stem)

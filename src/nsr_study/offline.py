@@ -15,9 +15,9 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 
 
 def needs_hub(config: dict) -> bool:
-    """Whether the data or a model comes from the hub: a model id that is neither built here
-    (``tiny``) nor an existing directory is a hub id."""
-    if config["data"]["source"] == "hub":
+    """Whether the data, a test set of ``benchmarks`` or a model comes from the hub: a model id
+    that is neither built here (``tiny``) nor an existing directory is a hub id."""
+    if config["data"]["source"] == "hub" or any("hub" in b for b in config["benchmarks"]):
         return True
     return any("tiny" not in m and not Path(m["id"]).is_dir() for m in config["models"])
 

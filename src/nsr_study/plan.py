@@ -51,7 +51,8 @@ THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
 
 # Source rows of the hub test splits we know (the schema's default hub id); other hub ids
 # need --test-problems.
-HUB_TEST_ROWS = {"DigitalLearningGmbH/MATH-lighteval": 5000}
+HUB_TEST_ROWS = {"DigitalLearningGmbH/MATH-lighteval": 5000, "TianHongZXY/AIME2025": 30, "TianHongZXY/amc23": 40,
+                 "HuggingFaceH4/MATH-500": 500}
 
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 _COUNT = {"type": "integer", "minimum": 1}
@@ -384,6 +385,23 @@ def count_test_problems(data: dict) -> int:
     return round(rows * data["test_fraction"])
 
 
+def count_benchmark_problems(benchmarks: list[dict]) -> int:
+    """Problems of the test sets besides ``math`` (config ``benchmarks``), read whole. Priced with
+    the evaluate section's n and max_new_tokens (an upper bound where a set sets lower ones)."""
+    rows = 0
+    for b in benchmarks[1:]:
+        if "local" in b:
+            import pandas as pd
+
+            path = Path(b["local"])
+            rows += len(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl"))
+        elif b["hub"]["id"] in HUB_TEST_ROWS:
+            rows += HUB_TEST_ROWS[b["hub"]["id"]]
+        else:
+            raise PlanError(f"benchmarks: the size of {b['hub']['id']} is unknown here; pass --test-problems")
+    return rows
+
+
 def wall_clock_line(rows: list[Row], gpus: int) -> str:
     """The study's wall-clock on ``gpus`` GPUs (``list_schedule``), with the range of any order
     that keeps the GPUs busy when there are several."""
@@ -457,7 +475,8 @@ def main(argv=None) -> None:
     ap.add_argument("--card", default=None, help="card of the measurements to use (default: the only one measured)")
     ap.add_argument("--backend", choices=["hf", "vllm"], default=None,
                     help="cost every rule with this backend (default: train.backend / evaluate.backend)")
-    ap.add_argument("--test-problems", type=int, default=None, help="test problems (default: from the data config)")
+    ap.add_argument("--test-problems", type=int, default=None,
+                    help="test problems of all test sets (default: from the data and benchmarks config)")
     ap.add_argument("--gpus", type=int, default=1, help="GPUs of the node: the wall-clock of the DAG's jobs on them")
     ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml", help="config schema (run from the repo root)")
     ap.add_argument("--throughput", default=str(THROUGHPUT), help="measured throughputs (default: the package's)")
@@ -474,7 +493,8 @@ def main(argv=None) -> None:
         if card not in cards:
             ap.error(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
         config = load_config(args.configfile, args.schema)
-        problems = args.test_problems or count_test_problems(config["data"])
+        problems = args.test_problems or (count_test_problems(config["data"])
+                                          + count_benchmark_problems(config["benchmarks"]))
     except (ConfigError, PlanError) as e:
         sys.exit(str(e))
     rows = study_rows(config, problems, throughput, card, args.backend)

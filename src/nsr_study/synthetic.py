@@ -52,22 +52,35 @@ def make_problem(subject: str, level: int, rng: random.Random) -> dict:
             "level": f"Level {level}", "type": subject}
 
 
+LONGER_LEVELS = (6, 7)  # chains longer than any training problem's (levels 1..5)
+
+
+def generate_longer(n: int, seed: int) -> list[dict]:
+    """An out-of-distribution test set: ``n`` problems of levels 6 and 7, chains of 7 and 8
+    one-digit additions, longer than any the models were trained on (answers up to 72)."""
+    return _draw(n, random.Random(f"longer-{seed}"), [(s, lv) for s in SUBJECTS for lv in LONGER_LEVELS])
+
+
 def generate(n_train: int, n_test: int, seed: int, max_tries: int = 1000) -> tuple[list[dict], list[dict]]:
     """Train and test problems, subjects and levels in equal proportions, no problem text
     repeated within or across the splits; deterministic for a seed."""
-    rng = random.Random(seed)
-    cells = [(s, lv) for s in SUBJECTS for lv in LEVELS]
+    out = _draw(n_train + n_test, random.Random(seed), [(s, lv) for s in SUBJECTS for lv in LEVELS], max_tries)
+    return out[:n_train], out[n_train:]
+
+
+def _draw(count: int, rng: random.Random, cells: list[tuple[str, int]], max_tries: int = 1000) -> list[dict]:
+    """``count`` distinct problems, cycling over the (subject, level) ``cells``."""
     seen: set[str] = set()
     out = []
-    for i in range(n_train + n_test):
+    for i in range(count):
         subject, level = cells[i % len(cells)]
         for _ in range(max_tries):
             rec = make_problem(subject, level, rng)
             if rec["problem"] not in seen:
                 break
         else:
-            raise ValueError(f"cannot draw {n_train + n_test} distinct synthetic problems: "
+            raise ValueError(f"cannot draw {count} distinct synthetic problems: "
                              f"{subject} level {level} ran out after {len(out)} rows; lower n_train/n_test")
         seen.add(rec["problem"])
         out.append(rec)
-    return out[:n_train], out[n_train:]
+    return out

@@ -119,12 +119,15 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def build_model(spec: TinySpec, tokenizer) -> Qwen2ForCausalLM:
     """A randomly initialised float32 Qwen2 LM (tied embeddings) whose generation config ends
-    at ``<|im_end|>`` and pads with ``<|endoftext|>``, as Qwen2.5-Instruct's does."""
+    at ``<|im_end|>`` and pads with ``<|endoftext|>``, as Qwen2.5-Instruct's does. 2,048
+    positions (no weights: rotary positions) hold a competition problem (AIME 2025's longest is
+    ~1,000 characters, more tokens in a vocabulary learnt on sums), so the micro run evaluates
+    the paper's test sets too."""
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads, max_position_embeddings=512, tie_word_embeddings=True,
+        num_key_value_heads=spec.num_kv_heads, max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=pad, eos_token_id=eos, pad_token_id=pad, dtype="float32",
     )
     model = Qwen2ForCausalLM(config)

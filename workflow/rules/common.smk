@@ -6,11 +6,13 @@ import re
 import shlex
 
 from nsr_study.config import RUNTIME_ONLY, objective_train
+from nsr_study.paper import load_reference
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
 SEEDS = config["seeds"]
 DATA = config["data"]
+BENCHMARKS = config["benchmarks"]
 
 
 wildcard_constraints:
@@ -20,13 +22,15 @@ wildcard_constraints:
 
 
 def data_source_files():
-    """Input files of prepare_data: none for the hub, the local or synthetic files otherwise."""
+    """Input files of prepare_data: MATH's local or synthetic files (none from the hub), and
+    each local file of `benchmarks`."""
     if DATA["source"] == "local":
         return {"train": DATA["local"]["train"], "test": DATA["local"]["test"]}
+    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b}
     if DATA["source"] == "synthetic":
         out = rules.synthetic_data.output
-        return {"train": out.train, "test": out.test}
-    return {}
+        return files | {"train": out.train, "test": out.test}
+    return files
 
 
 def data_targets():
@@ -36,6 +40,7 @@ def data_targets():
         "results/data/test.jsonl",
         "results/data/strata.csv",
         "results/data/strata.png",
+        "results/data/benchmarks.csv",
         "results/data/prompt_lengths.csv",
     ]
 
@@ -113,6 +118,12 @@ EVAL_RUNTIME = {
 } | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
 
 
+def eval_benchmarks() -> dict:
+    """{test set: {n, max_new_tokens}}: each set's own or the evaluate section's."""
+    ev = config["evaluate"]
+    return {b["name"]: {k: b.get(k, ev[k]) for k in ("n", "max_new_tokens")} for b in BENCHMARKS}
+
+
 def eval_config(wildcards, objective, seed) -> str:
     """Evaluation settings (device, dtype and hf_compiled shared with training) and the label. No prompt
     limit: evaluation sizes its context for the longest test prompt (nsr_study.evaluate)."""
@@ -120,7 +131,7 @@ def eval_config(wildcards, objective, seed) -> str:
     shared = {k: t[k] for k in ("device", "dtype", "hf_compiled")}
     return json.dumps(
         {
-            "evaluate": shared | results_settings(config["evaluate"]),
+            "evaluate": shared | results_settings(config["evaluate"]) | {"benchmarks": eval_benchmarks()},
             "prompt": config["prompt"],
             "grading": config["grading"],
             "label": {"model": wildcards.model, "objective": objective, "seed": seed},
@@ -160,9 +171,21 @@ FRONT_PAGE_TEMPLATE = os.path.join(workflow.basedir, "workflow", "report", "work
 FRONT_PAGE = "results/report/front_page.rst"
 
 
+# Models of the grid that are the paper's own (Table 1, nsr_study.paper): each gets its pass@k set
+# beside the paper's (rule paper_comparison).
+PAPER_MODELS = [name for name, m in MODELS.items() if m["id"] == load_reference()["model"]]
+
+
+def paper_targets():
+    return [f"results/tables/paper_comparison_{m}.csv" for m in PAPER_MODELS] + [
+        f"results/figures/paper_comparison_{m}.{ext}" for m in PAPER_MODELS for ext in ("png", "svg")
+    ]
+
+
 def report_targets():
     return (
         expand("results/tables/{table}.csv", table=TABLES + ["findings", "findings_trend"])
         + expand("results/figures/{figure}.{ext}", figure=FIGURES + ["findings_verdicts"], ext=["png", "svg"])
+        + paper_targets()
         + [FRONT_PAGE]
     )

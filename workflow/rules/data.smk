@@ -5,6 +5,7 @@ rule synthetic_data:
     output:
         train="results/data/synthetic/train.jsonl",
         test="results/data/synthetic/test.jsonl",
+        longer="results/data/synthetic/longer.jsonl",
     log:
         "logs/data/synthetic_data.log",
     conda:
@@ -34,6 +35,12 @@ rule prepare_data:
             category="Data",
             labels={"data": "strata figure"},
         ),
+        benchmarks=report(
+            "results/data/benchmarks.csv",
+            caption="../report/benchmarks.rst",
+            category="Data",
+            labels={"data": "test sets"},
+        ),
     log:
         "logs/data/prepare_data.log",
     conda:
@@ -44,6 +51,8 @@ rule prepare_data:
         test_fraction=DATA["test_fraction"],
         val_size=DATA["val_size"],
         seed=DATA["seed"],
+        benchmarks=BENCHMARKS[1:],
+        timeout_s=config["grading"]["timeout_s"],
     script:
         "../scripts/prepare_data.py"
 
@@ -67,6 +76,6 @@ rule prompt_lengths:
         models={name: m["id"] for name, m in MODELS.items()},
         prompt=config["prompt"],
         max_prompt_tokens=config["train"]["max_prompt_tokens"],
-        eval_max_new_tokens=config["evaluate"]["max_new_tokens"],
+        eval_max_new_tokens={name: b["max_new_tokens"] for name, b in eval_benchmarks().items()},
     script:
         "../scripts/prompt_lengths.py"

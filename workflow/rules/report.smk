@@ -71,7 +71,7 @@ rule findings:
             "results/tables/findings_trend.csv",
             caption="../report/findings_trend.rst",
             category="Findings",
-            labels={"findings": "trend over model size"},
+            labels={"findings": "trend over model size and prior"},
         ),
         front_page=FRONT_PAGE,
     log:
@@ -80,9 +80,40 @@ rule findings:
         "../../envs/analysis.yaml"
     params:
         labels=eval_labels(),
+        benchmarks=[b["name"] for b in BENCHMARKS],
         confidence=config["report"]["findings"]["confidence"],
         margin=config["report"]["findings"]["noninferiority_margin"],
-        draws=config["report"]["findings"]["bootstrap_draws"],
-        seed=config["report"]["findings"]["seed"],
     script:
         "../scripts/findings.py"
+
+
+# A run of the paper's own model: our pass@k beside the paper's Table 1 (nsr_study.paper).
+rule paper_comparison:
+    input:
+        passk="results/tables/passk.csv",
+    output:
+        **{
+            f"figure_{ext}": report(
+                f"results/figures/paper_comparison_{{model}}.{ext}",
+                caption="../report/paper_comparison.rst",
+                category="Paper",
+                subcategory="{model}",
+                labels={"paper": "figure", "format": ext},
+            )
+            for ext in ("png", "svg")
+        },
+        table=report(
+            "results/tables/paper_comparison_{model}.csv",
+            caption="../report/paper_comparison.rst",
+            category="Paper",
+            subcategory="{model}",
+            labels={"paper": "Table 1 beside ours"},
+        ),
+    log:
+        "logs/report/paper_comparison_{model}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        confidence=config["report"]["findings"]["confidence"],
+    script:
+        "../scripts/paper_comparison.py"

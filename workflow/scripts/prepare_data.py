@@ -1,4 +1,7 @@
-"""Rule prepare_data: load MATH, extract golds, stratified train/val/test (nsr_study.data)."""
+"""Rule prepare_data: load MATH, extract golds, stratified train/val/test, and the other test
+sets of `benchmarks` appended to the test table (column `benchmark`) (nsr_study.data)."""
+
+import pandas as pd
 
 from nsr_study import data
 from nsr_study.logs import setup_logging
@@ -24,8 +27,22 @@ def main(smk):
     for s, recs in dropped.items():
         for rec in recs:
             log.warning("%s: row %d (%s) dropped: %s", where[s], rec["row"], rec["id"], rec["reason"])
+    counts = [{"benchmark": data.MATH, "source": f"{where['test']} (stratified sample of data)", "gold": "solution",
+               "source_rows": len(rows["test"]), "dropped": len(dropped["test"]), "problems": len(splits["test"])}]
+    for entry in p.benchmarks:
+        source = data.benchmark_source(entry)
+        kept, lost = data.benchmark_records(entry["name"], data.describe(source), data.read_rows(source),
+                                            entry["gold"], p.timeout_s)
+        for rec in lost:
+            log.warning("benchmark %s: row %d (%s) dropped: %s", entry["name"], rec["row"], rec["id"], rec["reason"])
+        counts.append({"benchmark": entry["name"], "source": data.describe(source), "gold": entry["gold"],
+                       "source_rows": len(kept) + len(lost), "dropped": len(lost), "problems": len(kept)})
+        splits["test"] = splits["test"] + kept
     for split, records in splits.items():
         data.write_jsonl(records, smk.output[split])
+    counts = pd.DataFrame(counts)
+    counts.to_csv(smk.output.benchmarks, index=False)
+    log.info("test sets:\n%s", counts.to_string(index=False))
     table.to_csv(smk.output.strata, index=False)
     data.plot_strata(table, smk.output.figure)
     for split in ("train", "test"):
