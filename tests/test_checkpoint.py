@@ -3,6 +3,7 @@
 import errno
 import logging
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +88,28 @@ def test_a_full_tmpfs_fails_the_write_cleanly(tmp_path):
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+class _Tokenizer:
+    def save_pretrained(self, folder):
+        (Path(folder) / "tokenizer_config.json").write_text("{}")
+
+
+def test_policy_is_saved_in_the_compute_dtype_and_verified_before_checkpoints_go(saved, tmp_path, monkeypatch):
+    """bf16: every saved tensor is the trained fp32 weight rounded to bf16 (half the bytes); a
+    policy that reads back otherwise raises; remove_checkpoints then deletes the checkpoint."""
+    work, model, _ = saved
+    expected = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    checkpoint.save_policy(model, _Tokenizer(), tmp_path / "policy", "bfloat16")
+    from safetensors.torch import load_file
+
+    files = load_file(tmp_path / "policy" / "model.safetensors")
+    assert files and all(v.dtype == torch.bfloat16 and torch.equal(v, expected[k]) for k, v in files.items())
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda f: {k: v + 1 for k, v in files.items()})
+    with pytest.raises(RuntimeError, match="does not read back as the trained weights"):
+        checkpoint.save_policy(model, _Tokenizer(), tmp_path / "other", "bfloat16")
+    assert checkpoint.checkpoints(work)
+    checkpoint.remove_checkpoints(work)
+    assert checkpoint.checkpoints(work) == []

@@ -1,7 +1,10 @@
 """GPU pinning (nsr_study.devices) without a GPU: the allocator reads its pool from
-CUDA_VISIBLE_DEVICES or nvidia-smi whatever the hardware, so tests give it made-up ids (and a
-fake nvidia-smi) and a private lock folder. Holders in other processes are real processes."""
+CUDA_VISIBLE_DEVICES or NVML whatever the hardware, so tests give it made-up ids (and a fake
+NVML, tests/fake_nvml/pynvml.py) and a private lock folder. Holders in other processes are real
+processes."""
 
+import importlib
+import json
 import os
 import re
 import signal
@@ -11,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from nsr_study.devices import (DeviceError, claim, inherited, lock_dir, lock_path, pool, visible_ids)
+from nsr_study import devices
+from nsr_study.devices import DeviceError, claim, inherited, lock_dir, lock_path, nvml_devices, open_lock, pool, visible_ids
+
+FAKE_NVML = Path(__file__).parent / "fake_nvml"
+# A node of two GPUs, the second in MIG mode with two instances.
+NODE = [{"uuid": "GPU-aaaa-0000"}, {"uuid": "GPU-bbbb-1111", "mig": ["MIG-cccc-2222", "MIG-dddd-3333"]}]
 
 # A process that claims one GPU of its environment's pool, prints the id, and holds it until killed.
 HOLD = ("import os, sys; from nsr_study.devices import claim; c = claim(1, sys.argv[1], os.environ, 5); "
@@ -53,25 +61,65 @@ def test_visible_ids():
     assert visible_ids("GPU-8f2a,MIG-1") == ["GPU-8f2a", "MIG-1"]
 
 
-def fake_nvidia_smi(folder: Path, script: str) -> str:
-    """A PATH whose only nvidia-smi runs ``script`` (bash), recording its arguments in folder/args."""
-    folder.mkdir()
-    exe = folder / "nvidia-smi"
-    exe.write_text(f'#!/bin/bash\necho "$@" > {folder}/args\n{script}\n')
-    exe.chmod(0o755)
-    return str(folder)
+@pytest.fixture
+def nvml(monkeypatch):
+    """The fake NVML as ``pynvml`` in this process; ``nvml(node)`` sets the node it reports."""
+    monkeypatch.syspath_prepend(str(FAKE_NVML))
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    importlib.import_module("pynvml")
+
+    def node(gpus):
+        monkeypatch.setenv("NSR_FAKE_NVML", json.dumps(gpus))
+    return node
 
 
-def test_pool_is_cuda_visible_devices_when_set_else_the_driver_list(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "printf '0\\n1\\n2\\n'"))
-    assert pool({}) == ["0", "1", "2"]
-    assert (tmp_path / "bin/args").read_text().split() == ["--query-gpu=index", "--format=csv,noheader"]
-    assert pool({"CUDA_VISIBLE_DEVICES": "2,0"}) == ["2", "0"]  # a subset given to the run, in its order
-    assert pool({"CUDA_VISIBLE_DEVICES": ""}) == []  # set but empty: no GPU, not the driver's list
-    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "broken", "echo 'NVIDIA-SMI has failed' >&2; exit 9"))
-    assert pool({}) == []
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert pool({}) == []
+def test_nvml_lists_gpus_by_uuid_and_mig_instances_in_place_of_their_gpu(nvml):
+    nvml(NODE)
+    assert nvml_devices() == [("GPU-aaaa-0000", "0"), ("MIG-cccc-2222", "1:0"), ("MIG-dddd-3333", "1:1")]
+    assert pool({}) == ["GPU-aaaa-0000", "MIG-cccc-2222", "MIG-dddd-3333"]
+    nvml("fail")  # no driver
+    assert nvml_devices() == [] and pool({}) == []
+
+
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(nvml):
+    """Index, UUID and unique UUID prefix name one device, locked under its UUID once; the first
+    entry that names no device (-1, an index past the end, an ambiguous or unknown prefix) ends
+    the list, as in CUDA."""
+    nvml(NODE)
+    assert pool({"CUDA_VISIBLE_DEVICES": "0,GPU-aaaa,GPU-aaaa-0000"}) == ["GPU-aaaa-0000"]
+    assert pool({"CUDA_VISIBLE_DEVICES": "2,MIG-c"}) == ["MIG-dddd-3333", "MIG-cccc-2222"]  # the user's order
+    assert pool({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert pool({"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == ["MIG-cccc-2222"]
+    assert pool({"CUDA_VISIBLE_DEVICES": "0,3,1"}) == ["GPU-aaaa-0000"]
+    assert pool({"CUDA_VISIBLE_DEVICES": "MIG-,0"}) == []  # ambiguous: two MIG UUIDs
+    assert pool({"CUDA_VISIBLE_DEVICES": "GPU-ffff,0"}) == []
+    assert pool({"CUDA_VISIBLE_DEVICES": ""}) == []  # set but empty: no GPU, not NVML's list
+    nvml("fail")  # entries cannot be resolved: kept as written, up to the first that is not a device name
+    assert pool({"CUDA_VISIBLE_DEVICES": "2,0"}) == ["2", "0"]
+    assert pool({"CUDA_VISIBLE_DEVICES": "GPU-fake-0,-1,GPU-fake-1"}) == ["GPU-fake-0"]
+
+
+def test_one_device_under_two_aliases_is_one_lock(nvml, env):
+    nvml(NODE)
+    first = claim(1, "a", env | {"CUDA_VISIBLE_DEVICES": "0"}, timeout_s=0)
+    assert first.ids == ["GPU-aaaa-0000"]
+    with pytest.raises(DeviceError, match="no 1 of GPUs GPU-aaaa-0000 free"):
+        claim(1, "b", env | {"CUDA_VISIBLE_DEVICES": "GPU-aaaa"}, timeout_s=0)
+    release(first)
+
+
+def test_an_existing_lock_file_is_opened_without_o_creat(tmp_path, monkeypatch):
+    """O_CREAT on another user's file in a sticky folder fails under fs.protected_regular, so an
+    existing file is opened without it; a missing one is created writable by all."""
+    calls = []
+    real_open = os.open
+    monkeypatch.setattr(devices.os, "open", lambda path, flags, *mode: calls.append(flags) or real_open(path, flags, *mode))
+    path = tmp_path / "gpu-x.lock"
+    os.close(open_lock(path))
+    assert calls[-1] & os.O_CREAT and calls[-1] & os.O_EXCL and path.stat().st_mode & 0o777 == 0o666
+    calls.clear()
+    os.close(open_lock(path))
+    assert calls == [os.O_RDWR]
 
 
 def test_inherited_only_for_a_slurm_job_given_exactly_its_count():
@@ -148,40 +196,51 @@ def test_no_gpu_visible_runs_on_the_cpu_and_too_many_fail_at_once(env):
         claim(3, "train", env, timeout_s=60)
 
 
-PIN = ("import os, sys; from nsr_study.devices import pin; from nsr_study.logs import setup_logging; "
-       "setup_logging(); pin(int(sys.argv[1]), 'job'); "
-       "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER'))")
+PIN = ("import os, sys; from nsr_study.devices import compute_device, pin; from nsr_study.logs import setup_logging; "
+       "setup_logging(); pin(int(sys.argv[1]), 'job'); print(repr(os.environ.get('CUDA_VISIBLE_DEVICES'))); "
+       "sys.argv[2:] and print(compute_device(sys.argv[2], 'job'))")
 
 
-def run_pin(count: int, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PIN, str(count)], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "SLURM_"))} | env)
+def run_pin(count: int, env: dict, *device: str) -> subprocess.CompletedProcess:
+    """``pin(count)`` in a fresh process (with the fake NVML of ``NSR_FAKE_NVML``, default: no
+    driver), then, given a ``train.device`` setting, its compute device (imports torch: slow)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "SLURM_"))}
+    base |= {"PYTHONPATH": os.pathsep.join([str(FAKE_NVML), os.environ.get("PYTHONPATH", "")]), "NSR_FAKE_NVML": '"fail"'}
+    return subprocess.run([sys.executable, "-c", PIN, str(count), *device], capture_output=True, text=True,
+                          env=base | env)
 
 
 def test_pin_sets_the_process_environment_and_logs_claim_and_exit(env, holders, tmp_path):
     holders("other")  # holds GPU 0
     res = run_pin(1, env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["1", "None"]  # the user's order of a given CUDA_VISIBLE_DEVICES is kept
+    assert res.stdout.split() == ["'1'"]  # no driver: the entries as written
     claimed = re.search(r"GPU 1 claimed by pid (\d+) \(job\) at (\S+) after waiting 0\.0 s", res.stderr)
     exited = re.search(r"GPU 1 held by pid (\d+) until its exit at (\S+)", res.stderr)
     assert claimed and exited and claimed[1] == exited[1] and claimed[2] < exited[2], res.stderr
-    bin_dir = fake_nvidia_smi(tmp_path / "bin", "printf '0\\n1\\n'")
-    res = run_pin(1, {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"} | {"PATH": bin_dir})
-    assert res.stdout.split() == ["1", "PCI_BUS_ID"]  # nvidia-smi's indices are in PCI bus order
+    res = run_pin(1, {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"} | {"NSR_FAKE_NVML": json.dumps(NODE)})
+    assert res.stdout.split()[0] == "'GPU-aaaa-0000'"  # NVML's devices, by UUID (any CUDA_DEVICE_ORDER)
     res = run_pin(1, env | {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "0"})
-    assert res.stdout.split() == ["0", "None"]  # inherited: GPU 0 although another process locks it here
+    assert res.stdout.split()[0] == "'0'"  # inherited: GPU 0 although another process locks it here
     assert "GPU 0 from SLURM job 42 (CUDA_VISIBLE_DEVICES), used unchanged" in res.stderr
 
 
 def test_pin_without_any_gpu_runs_on_the_cpu(env, tmp_path):
     """device: auto on a machine without GPUs: the job asks for one and is told there is none."""
-    res = run_pin(1, env | {"CUDA_VISIBLE_DEVICES": ""})
-    assert res.returncode == 0 and "job: asks for 1 GPU, but none is visible (CUDA_VISIBLE_DEVICES is empty): " \
-        "running on the CPU" in res.stderr, res.stderr
-    res = run_pin(2, {"NSR_GPU_LOCK_DIR": env["NSR_GPU_LOCK_DIR"], "PATH": str(tmp_path / "empty")})
-    assert res.returncode == 0 and "asks for 2 GPUs, but none is visible (nvidia-smi lists none)" in res.stderr
-    assert res.stdout.split() == ["None", "None"]
+    res = run_pin(1, env | {"CUDA_VISIBLE_DEVICES": "-1"})
+    assert res.returncode == 0 and "job: asks for 1 GPU, but none is visible (CUDA_VISIBLE_DEVICES='-1' names " \
+        "none): running on the CPU" in res.stderr, res.stderr
+    res = run_pin(2, {"NSR_GPU_LOCK_DIR": env["NSR_GPU_LOCK_DIR"]})
+    assert res.returncode == 0 and "asks for 2 GPUs, but none is visible (NVML lists none)" in res.stderr
+    assert res.stdout.split() == ["''"]  # so torch sees no GPU, not every GPU of the node
+    assert run_pin(0, {}).stdout.split() == ["''"]  # a job that asks for none
+
+
+def test_cuda_setting_without_cuda_fails_at_once_with_one_line(env):
+    res = run_pin(1, env, "cuda")
+    assert res.returncode == 1 and res.stdout.split() == ["'0'"]
+    error = [ln for ln in res.stderr.splitlines() if "ERROR" in ln]
+    assert len(error) == 1 and "job: train.device is 'cuda', but " in error[0] and "set train.device to 'auto'" in error[0]
 
 
 def test_pin_failure_exits_with_one_logged_line(env, holders):

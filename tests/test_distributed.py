@@ -163,6 +163,7 @@ def test_a_dying_rank_ends_the_job_which_resumes_on_two_or_one_ranks(two_rank_ru
 
 
 def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
+    """One evaluation shard (all 8 validation problems, 1/1) of the tiny model."""
     from nsr_study.config import RUNTIME_ONLY
 
     cfg = demo_config()
@@ -170,22 +171,21 @@ def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
     settings = {k: t[k] for k in ("device", "dtype")} | {k: v for k, v in cfg["evaluate"].items() if k not in RUNTIME_ONLY}
     config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf"), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
-    runtime = {k: t[k] for k in ("micro_batch_size", "hf_compiled", "logprob_chunk")} | dict(generation_batch_size=8)
-    return [sys.executable, "-m", "nsr_study.evaluate", "--model", str(root / "model"), "--test", str(root / "val.jsonl"),
-            "--config", json.dumps(config), "--runtime", json.dumps(runtime), "--metrics", str(root / out / "m.json"),
-            "--problems", str(root / out / "p.jsonl"), "--threads", "1", "--ranks", str(ranks)]
+    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
+    return [sys.executable, "-m", "nsr_study.evaluate", "shard", "--model", str(root / "model"), "--test",
+            str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
+            "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
 
 
 def test_two_rank_evaluation_equals_one_rank_problem_by_problem(setup):
-    """8 problems split 4 + 4, 4 samples each seeded by problem id: the same rows and summary."""
+    """8 problems split 4 + 4, 4 samples each seeded by problem id: the same rows."""
     root, _ = setup
     for ranks in (1, 2):
         res = subprocess.run(eval_cmd(root, f"eval{ranks}", ranks), capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
-    assert read_jsonl(root / "eval1" / "p.jsonl") == read_jsonl(root / "eval2" / "p.jsonl")
-    one, two = (json.loads((root / f"eval{r}" / "m.json").read_text()) for r in (1, 2))
-    assert (one.pop("ranks"), two.pop("ranks")) == (1, 2) and one == two
-    assert len(read_jsonl(root / "eval1" / "p.jsonl")) == 8
+    one, two = (json.loads((root / f"eval{r}" / "shard.json").read_text()) for r in (1, 2))
+    assert one["problems"] == two["problems"] and len(one["problems"]) == 8
+    assert (one["facts"].pop("ranks"), two["facts"].pop("ranks")) == (1, 2) and one["facts"] == two["facts"]
 
 
 # ---------------------------------------------------------------- a micro cell through Snakemake

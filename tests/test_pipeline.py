@@ -16,9 +16,16 @@ import yaml
 import pytest
 
 from conftest import MICRO, MICRO_GPUS, MICRO_MISSING, REPO, snakemake
+from nsr_study.plan import count_benchmark_problems, shard_count
 
 CELL_TRAIN = "results/train/tiny-b/NSR/seed0/metrics.jsonl"
 BENCHMARKS = [b["name"] for b in MICRO["benchmarks"]]  # math, and AIME 2025 and AMC 23 where ../shared has them
+
+
+def shards(size: int) -> int:
+    """Shards per micro evaluation with ``evaluate.shard_size`` = size: 20 sampled test problems
+    and every other test set's rows."""
+    return shard_count(20 + count_benchmark_problems(MICRO["benchmarks"]), size)
 
 
 def jobs(dry_run_output: str) -> dict[str, int]:
@@ -30,8 +37,10 @@ def jobs(dry_run_output: str) -> dict[str, int]:
 def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
-    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 1, "train": 3 * 4 * 3, "evaluate_base": 3,
-                                "evaluate_cell": 36, "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
+    k = 20  # 1,250 test problems in shards of 64 (evaluate.shard_size)
+    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 3, "test_prompt_lengths": 3, "train": 3 * 4 * 3,
+                                "evaluate_base": 3 * k, "evaluate_cell": 36 * k, "merge_evaluation": 3 + 36,
+                                "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
 
 
 def test_micro_demo_writes_every_table_and_figure(micro):
@@ -102,11 +111,12 @@ EXITED = re.compile(r"GPU (\S+) held by pid (\d+) until its exit at (\S+)")
 
 
 def test_gpu_jobs_held_distinct_gpus_side_by_side(micro):
-    """The micro run had 18 GPU jobs, two cores and two (made-up) GPUs: from each job's log, the
-    GPU it claimed and from when to when; jobs that ran at the same time held different GPUs, each
-    GPU was used, and the metrics name the job's GPU."""
-    held = []
-    for path in sorted((micro / "logs/train").rglob("*.log")) + sorted((micro / "logs/eval").rglob("*.log")):
+    """The micro run had 28 GPU jobs (8 trainings, 10 evaluations of 2 shards with ../shared's test sets), two cores and two
+    (made-up) GPUs: from each job's log, the GPU it claimed and from when to when; jobs that ran
+    at the same time held different GPUs, each GPU was used, and the outputs name the job's GPU."""
+    held, k = [], shards(MICRO["evaluate"]["shard_size"])
+    shard_logs = sorted((micro / "logs/eval").rglob("shard*.log"))
+    for path in sorted((micro / "logs/train").rglob("*.log")) + shard_logs:
         text = path.read_text()
         claimed, exited = CLAIMED.search(text), EXITED.search(text)
         assert claimed and exited and claimed[1] == exited[1] and claimed[2] == exited[2], path
@@ -116,10 +126,11 @@ def test_gpu_jobs_held_distinct_gpus_side_by_side(micro):
             records = [json.loads(ln) for ln in (micro / "results" / job / "metrics.jsonl").read_text().splitlines()]
             assert {(r["gpus"], r["device"]) for r in records} == {(claimed[1], "cpu")}, job
             assert claimed[0] in (micro / "work" / job.relative_to("train") / "attempts/attempt-1.log").read_text()
-        else:
-            summary = json.loads((micro / "results" / job / "metrics.json").read_text())
-            assert (summary["gpus"], summary["device"]) == (claimed[1], "cpu"), job
-    assert len(held) == 2 * 4 + 2 + 2 * 4
+        else:  # eval/<evaluation>/shard<k>: the shard's output names its GPU
+            shard = micro / "results" / job.parent / f"shards/{job.name.removeprefix('shard')}-of-{k}.json"
+            facts = json.loads(shard.read_text())["facts"]
+            assert (facts["gpus"], facts["device"]) == (claimed[1], "cpu"), job
+    assert len(held) == 2 * 4 + (2 + 2 * 4) * k
     assert {gpu for gpu, *_ in held} == set(MICRO_GPUS)
     together = [(a, b) for a, b in combinations(held, 2) if a[1] < b[2] and b[1] < a[2]]
     assert together, "no two GPU jobs ran at the same time, so this run shows nothing"
@@ -130,11 +141,14 @@ def test_forcerun_one_cell_replans_only_that_cell_and_the_report(micro):
     res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", micro / "micro.yaml",
                     "--forcerun", CELL_TRAIN)
     assert res.returncode == 0, res.stderr
-    assert jobs(res.stdout) == {"train": 1, "evaluate_cell": 1, "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
+    k = shards(MICRO["evaluate"]["shard_size"])
+    assert jobs(res.stdout) == {"train": 1, "evaluate_cell": k, "merge_evaluation": 1, "aggregate": 1, "figures": 1,
+                                "findings": 1, "all": 1}
     outputs = [ln.strip() for ln in res.stdout.splitlines() if ln.strip().startswith("output: results/")]
     cells = sorted(o for o in outputs if "results/train/" in o or "results/eval/" in o)
     assert cells == [
         "output: results/eval/tiny-b/NSR/seed0/metrics.json, results/eval/tiny-b/NSR/seed0/problems.jsonl",
+        *(f"output: results/eval/tiny-b/NSR/seed0/shards/{i}-of-{k}.json" for i in range(k)),
         "output: results/train/tiny-b/NSR/seed0/policy, results/train/tiny-b/NSR/seed0/metrics.jsonl",
     ], outputs
 
@@ -161,6 +175,35 @@ def test_runtime_knobs_plan_no_rerun_but_a_hyper_parameter_reruns_every_cell_and
     assert jobs(plan(per_objective={"NSR": {"lr": 2.0e-4}}))["train"] == 2  # NSR's cells of the two models
 
 
+TINY_C = {"name": "tiny-c", "id": "results/models/tiny-c", "tiny": MICRO["models"][0]["tiny"]}
+REPORT = {"aggregate": 1, "figures": 1, "findings": 1, "all": 1}
+
+
+def test_a_change_plans_only_the_jobs_whose_inputs_it_changes(micro):
+    """Dry runs on the finished micro run (2 models × 4 objectives × 1 seed, evaluations in 2
+    shards), one per kind of change, counted per rule. A model, seed or objective plans only its
+    own jobs; an evaluation setting reruns every evaluation but no training; the shard size
+    re-plans the shards (the results would be the same: per-problem seeds). Dropping an objective
+    plans no cell: the others' jobs never read the objective list."""
+    def plan(**changes):
+        cfg = micro / "changed.yaml"
+        cfg.write_text(yaml.safe_dump(MICRO | changes))
+        res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", cfg)
+        assert res.returncode == 0, res.stderr
+        return jobs(res.stdout)
+
+    k = shards(MICRO["evaluate"]["shard_size"])
+    assert plan(models=MICRO["models"] + [TINY_C]) == REPORT | {
+        "build_tiny_model": 1, "prompt_lengths": 1, "test_prompt_lengths": 1, "train": 4, "evaluate_base": k,
+        "evaluate_cell": 4 * k, "merge_evaluation": 1 + 4}
+    assert plan(seeds=[0, 1]) == REPORT | {"train": 8, "evaluate_cell": 8 * k, "merge_evaluation": 8}
+    assert plan(objectives=["GRPO", "PSR", "NSR"]) == REPORT
+    assert plan(evaluate=MICRO["evaluate"] | {"max_new_tokens": 12}) == REPORT | {
+        "test_prompt_lengths": 2, "evaluate_base": 2 * k, "evaluate_cell": 8 * k, "merge_evaluation": 10}
+    assert plan(evaluate=MICRO["evaluate"] | {"shard_size": 200}) == REPORT | {
+        "evaluate_base": 2 * shards(200), "evaluate_cell": 8 * shards(200), "merge_evaluation": 10}
+
+
 def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_work(micro, tmp_path):
     """evaluate.max_new_tokens 2000 leaves no room in the tiny models' 2048 positions: rule
     prompt_lengths fails naming each model and its longest test problem, and no evaluation
@@ -172,11 +215,11 @@ def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_wor
     res = snakemake("--cores", "2", "-d", root, "--configfile", cfg)
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    log = (root / "logs/data/prompt_lengths.log").read_text()
     for model in ("tiny-a", "tiny-b"):
+        log = (root / f"logs/data/prompt_lengths/{model}/test.log").read_text()
         assert re.search(rf"model {model}: test problem test-\d+: its prompt has \d+ tokens, which with "
                          r"evaluate.max_new_tokens = 2000 exceeds the model's context of 2048 tokens", log), log
-    assert "rule prompt_lengths" in out and not re.search(r"rule (evaluate_base|evaluate_cell|train):", out), out
+    assert "rule test_prompt_lengths" in out and not re.search(r"rule (evaluate_base|evaluate_cell|train):", out), out
 
 
 def test_report_holds_every_figure_and_caption(micro):

@@ -6,9 +6,10 @@ import yaml
 from conftest import REPO
 from nsr_study.plan import THROUGHPUT as STORED
 from nsr_study.config import load_config
-from nsr_study.plan import (Job, PlanError, Rates, chains, count_test_problems, evaluate_seconds, generate_calls,
-                            list_schedule, load_throughput, main, rates_from, schedule_bounds, study_jobs, study_rows,
-                            train_seconds, validation_count)
+from nsr_study.plan import (UNMEASURED_MIN, Job, PlanError, Rates, chains, count_test_problems, disk_bytes, eval_shards,
+                            evaluate_seconds, generate_calls, list_schedule, load_throughput, main, rates_from,
+                            rule_minutes, schedule_bounds, shard_count, study_jobs, study_rows, train_seconds,
+                            validation_count)
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
@@ -75,7 +76,7 @@ def grid(**train):
             "data": {"val_size": 4}, "grading": {"workers": 1},
             "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
                           kl_coef=0.0, val_every=2, val_samples=1, backend="hf", per_objective={}) | train,
-            "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf"}}
+            "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf", "shard_size": 64}}
 
 
 def test_two_model_grid_by_hand():
@@ -148,6 +149,47 @@ def test_study_jobs_follow_the_dag():
     assert [j.after for j in jobs] == [(), (), (0,), (1,), (), (), (), (5,), (6,), ()]
     assert [j.seconds for j in jobs] == pytest.approx([31.12] * 2 + [8.47] * 3 + [58.24] * 2 + [13.19] * 3)
     assert list_schedule(jobs, 1) == pytest.approx(sum(r.hours for r in rows) * 3600)
+
+
+def test_evaluations_in_shards_by_hand():
+    """6 problems in shards of ≤ 4: 2 shards of 3, each a job. Model a's shard: greedy 1 call
+    (1 s), 4 samples at 2 problems per call = 2 calls (2 s), entropies 3 × 12 × 0.01 = 0.36 s,
+    15 answers / 8 per s = 1.875 s: 5.235 s. Each shard of the cell waits for its train job."""
+    assert [shard_count(p, 4) for p in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
+    config = grid() | {"evaluate": grid()["evaluate"] | {"shard_size": 4}}
+    rows = {(r.rule, r.model): r for r in study_rows(config, 6, THROUGHPUT, "X")}
+    cell = rows["evaluate_cell", "a"]
+    assert (cell.jobs, cell.shards, rows["evaluate_base", "a"].jobs) == (2, 2, 2)
+    assert cell.job_hours * 3600 == pytest.approx(5.235)
+    jobs = study_jobs(list(rows.values()))
+    assert [j.after for j in jobs] == [(), (0,), (0,), (), (), (), (5,), (5,), (), ()]
+    assert [j.seconds for j in jobs][:5] == pytest.approx([31.12, 5.235, 5.235, 5.235, 5.235])
+
+
+def test_workflow_shards_and_slurm_runtimes_come_from_the_plan():
+    """The synthetic demo data: 100 × 0.2 = 20 test problems in shards of 10 → 2; a SLURM
+    runtime is the plan's longest job of that rule and model × 1.5 + 15 min (train a: 31.12 s
+    → 16 min; evaluation shard a: greedy 2 calls 2 s + samples 5 calls 5 s + 10 × 12 × 0.01 s
+    + 50 answers / 8 per s = 14.45 s → 16 min), and an unmeasured model gets UNMEASURED_MIN."""
+    config = grid() | {"data": {"source": "synthetic", "synthetic": {"n_test": 100}, "test_fraction": 0.2, "val_size": 4},
+                       "evaluate": grid()["evaluate"] | {"shard_size": 10}}
+    assert eval_shards(config) == 2
+    assert eval_shards(config | {"data": {"source": "hub", "hub": {"id": "org/x"}, "test_fraction": 1}}) == 1
+    minutes = rule_minutes(config | {"models": config["models"] + [{"name": "c", "id": "org/c"}]}, THROUGHPUT)
+    assert minutes["train"] == {"a": 16, "b": 17, "c": UNMEASURED_MIN}  # b: 58.24 s × 1.5 = 1.46 min + 15
+    assert minutes["evaluate_cell"]["a"] == minutes["evaluate_base"]["a"] == 16
+
+
+def test_disk_by_hand():
+    """2 cells of 10 parameters and 1 of 100, bf16 policies: 2 × 10 × 2 + 100 × 2 = 240 bytes;
+    checkpoints 12 bytes a parameter: 240 + 1,200 = 1,440. Two GPUs: the two largest cells (100
+    and 10 parameters) write at once, one more checkpoint each when kept (1,320 bytes), two
+    each while writing when not (the previous one is deleted only after)."""
+    d = disk_bytes([(2, 10), (1, 100)], "bfloat16", keep_checkpoint=True, gpus=2)
+    assert d == {"policies": 240, "checkpoints": 1440, "at_rest": 1680, "peak": 1680 + 1320}
+    d = disk_bytes([(2, 10), (1, 100)], "bfloat16", keep_checkpoint=False, gpus=2)
+    assert d == {"policies": 240, "checkpoints": 0, "at_rest": 240, "peak": 240 + 2 * 1320}
+    assert disk_bytes([(1, 10)], "float32", True, gpus=8)["at_rest"] == 40 + 120
 
 
 def test_an_objectives_own_kl_loss_costs_only_its_cells():
@@ -229,6 +271,9 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
         assert f"\n{rule} " in out
     assert "INCOMPLETE" in out and "no hf measurement of org/unmeasured on H100-80GB" in out
     assert f"wall-clock 1 GPU {total:.1f} h" in " ".join(out.split())
+    # q05's 4 cells of 494 M parameters: 4 × 0.494 × 2 = 4 GB of policies, × 12 = 24 GB of checkpoints
+    assert "disk at rest 28 GB (policies in bfloat16 4 GB, checkpoints 24 GB: train.keep_checkpoint true)" in \
+        " ".join(out.split()) and "INCOMPLETE: parameters unknown for org/unmeasured" in out
     main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--gpus", "8"])
     wall = list_schedule(study_jobs(rows), 8) / 3600
     low, high = (b / 3600 for b in schedule_bounds(study_jobs(rows), 8))

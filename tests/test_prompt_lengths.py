@@ -49,6 +49,8 @@ def test_one_line_per_model_counts_what_training_drops(tiny):
     assert 0 < sum(n > limit for n in lengths["train"]) < len(lengths["train"])  # the test can fail
     context = model_context(str(model))
     row = model_row("tiny", tokenizer, context, splits, prompt, limit, eval_new_tokens={"math": 16})
+    assert model_row("tiny", tokenizer, context, {"test": splits["test"]}, prompt, eval_new_tokens={"math": 16}) == {
+        "model": "tiny", "context": context, "test_prompts": len(lengths["test"]), "test_longest": max(lengths["test"])}
     assert row == {"model": "tiny", "max_prompt_tokens": limit, "context": context,
                    "train_prompts": len(lengths["train"]), "train_dropped_overlong": sum(n > limit for n in lengths["train"]),
                    "train_longest": max(lengths["train"]), "val_prompts": len(lengths["val"]),

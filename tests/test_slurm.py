@@ -61,6 +61,15 @@ def test_slurm_profile_keeps_the_default_profiles_rerun_rules():
     assert slurm["retries"] >= 1 and slurm["latency-wait"] >= 30
 
 
+def test_slurm_runtime_of_gpu_rules_comes_from_the_plan(monkeypatch):
+    """The SLURM profile sets no runtime for the GPU rules, so each rule's own resource applies:
+    the plan's estimate per model with a margin (nsr_study.plan.rule_minutes)."""
+    args = parsed(["--workflow-profile", "profiles/slurm"], monkeypatch)
+    assert all("runtime" not in args.set_resources[rule] for rule in GPU_RULES)
+    text = (REPO / "workflow/rules/train.smk").read_text() + (REPO / "workflow/rules/evaluate.smk").read_text()
+    assert text.count('runtime=lambda w: RUNTIME_MINUTES["') == len(GPU_RULES)
+
+
 def test_local_overlay_maps_gpu_rules_to_one_gpu_slot_each(monkeypatch):
     args = parsed(LOCAL, monkeypatch)
     assert args.executor == "slurm" and "gpu" not in args.resources
@@ -153,7 +162,8 @@ def test_every_job_goes_through_sbatch_with_its_resources(slurm_demo):
     n_models, n_cells = 2, 2 * 4
     assert {r: len(ids) for r, ids in jobs.items()} == {
         "synthetic_data": 1, "prepare_data": 1, "build_tiny_model": n_models, "train": n_cells,
-        "evaluate_base": n_models, "evaluate_cell": n_cells, "aggregate": 1, "figures": 1}
+        "evaluate_base": n_models * 2, "evaluate_cell": n_cells * 2, "merge_evaluation": n_models + n_cells,
+        "aggregate": 1, "figures": 1}  # evaluations in 2 shards (micro.yaml's evaluate.shard_size)
     acct = sacct([i for ids in jobs.values() for i in ids]).set_index("jobid")
     assert (acct["state"] == "COMPLETED").all(), acct
     for rule in GPU_RULES:

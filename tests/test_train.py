@@ -177,7 +177,7 @@ def test_the_rollout_engine_syncs_once_per_step_after_the_last_optimizer_step(se
 
 def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
     root, cell = setup
-    cell = cell | {"objective": "PSR", "train": cell["train"] | {"steps": 2, "val_every": 2}}
+    cell = cell | {"objective": "PSR", "train": cell["train"] | {"steps": 2, "val_every": 2, "keep_checkpoint": False}}
     res = subprocess.run(train_cmd(root, cell, "psr"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = read_jsonl(root / "psr" / "metrics.jsonl")
@@ -187,6 +187,9 @@ def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
     assert all(r["correct_ratio"] == 0 and r["skipped"] and r["optimizer_steps"] == 0 for r in steps)
     assert all(r["kept_fraction"] == 0 for r in steps)  # PSR drops its zero-advantage samples
     assert "update skipped" in (root / "psr" / "train.log").read_text()
+    # train.keep_checkpoint false: the last checkpoint goes once the policy is saved and verified
+    assert not list((root / "psr" / "work").glob("checkpoint-*")) and (root / "psr" / "policy" / "model.safetensors").is_file()
+    assert "deleted " in (root / "psr" / "train.log").read_text()
 
 
 def test_gpu_share_check_by_hand():

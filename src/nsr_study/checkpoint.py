@@ -74,7 +74,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_policy(model, folder: Path) -> None:
+def save_weights(model, folder: Path) -> None:
     """The policy as plain HF safetensors in ``folder``, however many ranks hold it: a sharded
     policy is gathered to rank 0, which writes it (collective: every rank must call)."""
     rank, _ = distributed.world()
@@ -99,12 +99,12 @@ def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Pa
     target, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
     optim = optimizer_state(model, optimizer)
     if distributed.world()[0] != 0:
-        save_policy(model, tmp)
+        save_weights(model, tmp)
         distributed.barrier()
         return target
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_policy(model, tmp)
+        save_weights(model, tmp)
         torch.save(dict(optimizer=optim, rng=rng_state(), step=step, cursor=cursor), tmp / "trainer_state.pt")
         manifest = dict(step=step, cursor=cursor, config=fingerprint(cell), files=_files(tmp))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -183,3 +183,40 @@ def load_state(ckpt: Path, model, optimizer) -> tuple[int, int]:
         set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
     set_rng_state(state["rng"])
     return state["step"], state["cursor"]
+
+
+def save_policy(model, tokenizer, folder: str | Path, dtype: str) -> None:
+    """Save the final policy in the compute dtype (bf16 on a GPU: half the bytes of fp32 weights,
+    and the dtype evaluation computes in, ``nsr_study.evaluate`` loads it so), then read the
+    files back and compare every tensor with the model's: a policy that does not verify raises,
+    so no checkpoint is deleted on its strength (``remove_checkpoints``). A sharded policy is
+    gathered to rank 0, which writes and checks it (collective: every rank calls)."""
+    from safetensors.torch import load_file
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if distributed.is_sharded(model):
+        full = distributed.full_state_dict(model)
+        if distributed.world()[0] != 0:
+            return
+        state = {k: v.to(getattr(torch, dtype)) for k, v in full.items()}
+        model.save_pretrained(folder, state_dict=state, safe_serialization=True)
+    else:
+        model = model.to(getattr(torch, dtype))
+        model.save_pretrained(folder, safe_serialization=True)
+        state = model.state_dict()
+    tokenizer.save_pretrained(folder)
+    saved = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        saved |= load_file(f)
+    wrong = sorted(k for k, v in saved.items() if k not in state or not torch.equal(v, state[k].detach().cpu()))
+    if not saved or wrong:
+        raise RuntimeError(f"the policy saved in {folder} does not read back as the trained weights "
+                           f"({', '.join(wrong[:5]) or 'no weights found'})")
+
+
+def remove_checkpoints(work: Path) -> None:
+    """Delete a cell's checkpoints (``train.keep_checkpoint: false``), once its policy is saved
+    and verified: 12 bytes per parameter each."""
+    for ckpt in checkpoints(work):
+        shutil.rmtree(ckpt)
+        log.info("deleted %s (train.keep_checkpoint is false; the policy is saved and verified)", ckpt)

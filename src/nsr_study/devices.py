@@ -4,15 +4,24 @@ job therefore claims its own device ids here, at the start of its ``main()``, an
 ``CUDA_VISIBLE_DEVICES`` to them before CUDA is initialised (CUDA reads the variable once, at
 initialisation: nothing here imports torch, and nothing may call ``torch.cuda`` before).
 
-- The pool: the ids in ``CUDA_VISIBLE_DEVICES`` when it is set (a user may give a run a subset
-  of the node), else every GPU the driver lists (``nvidia-smi``).
-- A claim: one lock file per id in a node-wide folder, taken with ``flock``. The kernel drops a
+- The devices: NVML (``nvidia-ml-py``, the driver's own library, no CUDA context) lists every
+  GPU by UUID and, for a GPU in MIG mode, its MIG instances instead (CUDA cannot use a MIG
+  GPU as a whole). Without a driver NVML lists none.
+- The pool: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set (a user may give a run a
+  subset of the node), read as CUDA reads them: an index, a (unique prefix of a) ``GPU-`` or
+  ``MIG-`` UUID; the first entry that names no device ends the list ("-1" means none). Each
+  entry is canonicalised to its device's UUID, so a device is locked under one name whatever
+  alias a user wrote. Without NVML (no driver) the entries cannot be resolved and are kept as
+  written, up to the first that is not an index or a UUID. Unset: every device NVML lists.
+- A claim: one lock file per UUID in a node-wide folder, taken with ``flock``. The kernel drops a
   flock when its holder's process ends, however it ends (SIGKILL included), so a killed job never
   leaks its GPU and there are no stale locks to clean up. The holder writes its pid and label
   into the file, so a job that waits too long can name who holds the devices.
 - A scheduler's pin: under SLURM a job's ``CUDA_VISIBLE_DEVICES`` is already its own, renumbered
   from 0 in every job, so node-wide locks on those ids would wrongly serialise unrelated jobs:
   a SLURM job whose variable lists exactly the ids it asks for uses them unchanged.
+- A job that claims no device runs with ``CUDA_VISIBLE_DEVICES=""``, so that torch sees no GPU
+  at all (an unset variable would show it every GPU of the node).
 """
 
 from __future__ import annotations
@@ -22,8 +31,6 @@ import fcntl
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,22 +65,68 @@ class Claim:
 
 
 def visible_ids(value: str) -> list[str]:
-    """The ids listed by a ``CUDA_VISIBLE_DEVICES`` value ('0,1' → ['0', '1']; '' → none)."""
+    """The entries of a ``CUDA_VISIBLE_DEVICES`` value ('0,1' → ['0', '1']; '' → none)."""
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def driver_ids() -> list[str]:
-    """Indices of the GPUs ``nvidia-smi`` lists; none without nvidia-smi or when it fails (no
-    driver loaded). Asked of nvidia-smi, not torch: torch would initialise CUDA in this process."""
-    if shutil.which("nvidia-smi") is None:
+def nvml_devices() -> list[tuple[str, str]]:
+    """(UUID, name) of every device CUDA can run on, in NVML's (PCI bus) order: each GPU, or the
+    MIG instances of a GPU in MIG mode, whose name is '<gpu index>:<instance>'. None when NVML
+    cannot start (no driver). Asked of NVML, not torch: torch would initialise CUDA here."""
+    try:
+        import pynvml as nv
+
+        nv.nvmlInit()
+    except Exception:  # ImportError, or NVMLError: no driver / library
         return []
-    res = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True)
-    return visible_ids(res.stdout.replace("\n", ",")) if res.returncode == 0 else []
+    try:
+        out = []
+        for i in range(nv.nvmlDeviceGetCount()):
+            gpu = nv.nvmlDeviceGetHandleByIndex(i)
+            try:
+                mig = nv.nvmlDeviceGetMigMode(gpu)[0] == nv.NVML_DEVICE_MIG_ENABLE
+            except nv.NVMLError:  # a GPU without MIG support
+                mig = False
+            if not mig:
+                out.append((nv.nvmlDeviceGetUUID(gpu), str(i)))
+                continue
+            for j in range(nv.nvmlDeviceGetMaxMigDeviceCount(gpu)):
+                try:
+                    out.append((nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetMigDeviceHandleByIndex(gpu, j)), f"{i}:{j}"))
+                except nv.NVMLError:  # no instance in this slot
+                    pass
+        return out
+    finally:
+        nv.nvmlShutdown()
 
 
-def pool(env) -> list[str]:
-    """The node's devices as this job sees them: ``CUDA_VISIBLE_DEVICES`` when set, else the driver's."""
-    return visible_ids(env["CUDA_VISIBLE_DEVICES"]) if "CUDA_VISIBLE_DEVICES" in env else driver_ids()
+def resolve(entry: str, devices: list[tuple[str, str]]) -> str | None:
+    """The UUID that one ``CUDA_VISIBLE_DEVICES`` entry names, as CUDA reads it: an index into
+    the devices, or a unique prefix of a ``GPU-``/``MIG-`` UUID; None when it names none. With
+    no device list (no NVML) an index or UUID-like entry is kept as written."""
+    is_index = re.fullmatch(r"\d+", entry) is not None
+    if not devices:
+        return entry if is_index or entry.startswith(("GPU-", "MIG-")) else None
+    if is_index:
+        return devices[int(entry)][0] if int(entry) < len(devices) else None
+    matches = [uuid for uuid, _ in devices if entry.startswith(("GPU-", "MIG-")) and uuid.startswith(entry)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def pool(env, devices: list[tuple[str, str]] | None = None) -> list[str]:
+    """The devices this job may claim, as canonical names (UUIDs): ``CUDA_VISIBLE_DEVICES``'s
+    entries up to the first that names no device, when it is set; else every device NVML lists."""
+    devices = nvml_devices() if devices is None else devices
+    if "CUDA_VISIBLE_DEVICES" not in env:
+        return [uuid for uuid, _ in devices]
+    out = []
+    for entry in visible_ids(env["CUDA_VISIBLE_DEVICES"]):
+        uuid = resolve(entry, devices)
+        if uuid is None:
+            break  # CUDA ignores this entry and every one after it
+        if uuid not in out:
+            out.append(uuid)
+    return out
 
 
 def inherited(env, count: int) -> list[str] | None:
@@ -97,12 +150,21 @@ def lock_path(folder: Path, device: str) -> Path:
 
 
 def open_lock(path: Path) -> int:
-    """The lock file, open for writing; made writable by every user when this user owns it, so
-    the node-wide folder works for all users of a shared machine."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    if os.fstat(fd).st_uid == os.getuid():
-        os.fchmod(fd, 0o666)
-    return fd
+    """The lock file, open for writing; created (writable by every user, so the node-wide folder
+    works for all users of a shared machine) only when missing. An existing file is opened
+    without ``O_CREAT``: with ``fs.protected_regular`` (most distributions' default), O_CREAT on
+    another user's file in a sticky folder fails even when its mode allows writing."""
+    while True:
+        try:
+            return os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # another job created it in between: open it as it is
+            continue
+        os.fchmod(fd, 0o666)  # the umask may have taken write bits away
+        return fd
 
 
 def try_lock(path: Path, label: str) -> int | None:
@@ -136,9 +198,9 @@ def busy_message(label: str, count: int, ids: list[str], holders: dict[str, str]
 
 def claim(count: int, label: str, env, timeout_s: float, poll_s: float = POLL_S) -> Claim:
     """``count`` devices for the job ``label``: none when it asks for none or no GPU is visible
-    (it runs on the CPU); a SLURM job's own ids; else ``count`` ids of the pool, locked all at
-    once or not at all (holding some while waiting for more could deadlock two jobs), waiting up
-    to ``timeout_s``."""
+    (it runs on the CPU); a SLURM job's own ids; else ``count`` devices of the pool (UUIDs),
+    locked all at once or not at all (holding some while waiting for more could deadlock two
+    jobs), waiting up to ``timeout_s``."""
     if count == 0:
         return Claim([], "none")
     pinned = inherited(env, count)
@@ -188,25 +250,41 @@ def pin(count: int, label: str) -> Claim:
     stops here, with the one line saying why in its log."""
     env = os.environ
     from_driver = "CUDA_VISIBLE_DEVICES" not in env
+    given = env.get("CUDA_VISIBLE_DEVICES")
     try:
         got = claim(count, label, env, float(env.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     except DeviceError as e:
         log.error("%s", e)
         sys.exit(1)
     if got.how == "none":
-        why = "nvidia-smi lists none" if from_driver else "CUDA_VISIBLE_DEVICES is empty"
+        why = "NVML lists none" if from_driver else f"CUDA_VISIBLE_DEVICES={given!r} names none"
         log.info("%s: %s", label, "asks for no GPU" if count == 0 else
                  f"asks for {count} GPU{'s' * (count > 1)}, but none is visible ({why}): running on the CPU")
+        env["CUDA_VISIBLE_DEVICES"] = ""  # unset, torch would see every GPU of the node
         return got
     if got.how == "inherited":
         log.info("%s: GPU %s from SLURM job %s (CUDA_VISIBLE_DEVICES), used unchanged", label, ",".join(got.ids),
                  env["SLURM_JOB_ID"])
         return got
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(got.ids)
-    if from_driver:  # nvidia-smi numbers GPUs in PCI bus order; CUDA's default order may differ
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(got.ids)  # UUIDs: the same devices in any CUDA_DEVICE_ORDER
     ids, pid = ",".join(got.ids), os.getpid()
     log.info("GPU %s claimed by pid %d (%s) at %s after waiting %.1f s; CUDA_VISIBLE_DEVICES=%s until the process "
              "exits (locks in %s)", ids, pid, label, now(), got.waited_s, ids, lock_dir(env))
     atexit.register(lambda: log.info("GPU %s held by pid %d until its exit at %s", ids, pid, now()))
     return got
+
+
+def compute_device(setting: str, label: str) -> str:
+    """'cuda' or 'cpu' for the job ``label`` and its ``train.device`` setting, after ``pin``:
+    'auto' takes a GPU when torch sees one; 'cuda' without one stops the job at once (holding a
+    GPU lock, it would otherwise train on the CPU for days), with one logged line saying why."""
+    import torch
+
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
+        why = (f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None
+               else f"no GPU is visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        log.error("%s: train.device is 'cuda', but %s; set train.device to 'auto' or 'cpu'", label, why)
+        sys.exit(1)
+    return "cuda"

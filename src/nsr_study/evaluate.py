@@ -1,16 +1,18 @@
 """Evaluation of one model (a base model or a trained cell's policy) on every test set of the
-test table (the stratified MATH sample and the config's other ``benchmarks``), each on its own.
+test table (the stratified MATH sample and the config's other ``benchmarks``), each on its own,
+in shards of test problems (one job each, so a killed evaluation keeps its finished shards and
+the shards of one model run on several GPUs at once), merged into one summary per test set.
 
 Greedy accuracy (pass@1 at T=0) and pass@k for k = 1, 2, 4, … ≤ n from n samples per problem
 at the configured temperature/top_p (paper: T=0.6, top_p=0.95), overall and by level and
 subject; mean response length and truncation rate of the samples; mean token entropy of the
 greedy responses; grading statuses. The same rollout backends as training.
 
-Run by the evaluate rules as ``python -m nsr_study.evaluate ...``. With ``--ranks N`` (the
-model's ``gpus``) each test set's problems are split over N FSDP2 ranks
-(``nsr_study.distributed``), each rank generating, grading and scoring its contiguous share
-(samples seeded by problem id, so the same as on one rank), and rank 0 writes the gathered rows
-in the test table's order.
+Run by the evaluate rules as ``python -m nsr_study.evaluate shard ...`` per shard and by the
+merge rule as ``python -m nsr_study.evaluate merge ...``. With ``--ranks N`` (the model's
+``gpus``) a shard's problems are split further over N FSDP2 ranks (``nsr_study.distributed``),
+each rank generating, grading and scoring its contiguous share (samples seeded by problem id, so
+the same rows as on one rank), and rank 0 writes the gathered rows in table order.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import torch
 from nsr_study import distributed
 from nsr_study.batch import Sample, autocast, collate
 from nsr_study.data import read_jsonl, write_jsonl
-from nsr_study.grading import Grader
+from nsr_study.devices import compute_device
+from nsr_study.grading import STATUSES, Grader
 from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.logprobs import token_logprobs
 from nsr_study.metrics import summarize
@@ -40,29 +43,25 @@ log = logging.getLogger("nsr_study.evaluate")
 
 
 def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[float]:
-    """Mean next-token entropy (at T = 1) over each greedy response: the policy's confidence."""
+    """Mean next-token entropy (at T = 1) over each greedy response: the policy's confidence.
+    One response per forward pass: batched, its padding would change the float rounding with
+    the batch it lands in, and a problem's entropy would depend on its shard (one forward per
+    problem is a small part of an evaluation, ``nsr_study.plan``)."""
     means = []
-    samples = [Sample(p, r) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)]
-    micro = cfg["micro_batch_size"]
+    pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
     # sharded, every rank makes as many forwards (each gathers the weights); extra ones are discarded
-    calls = int(distributed.all_max(-(-len(samples) // micro)))
+    calls = int(distributed.all_max(len(pairs)))
     with torch.no_grad():
-        for s in range(0, calls * micro, micro):
-            b = collate(samples[s : s + micro] or [Sample([pad_id], [pad_id])], pad_id, device)
+        for k in range(calls):
+            p, r = pairs[k] if k < len(pairs) else ([pad_id], [pad_id])
+            b = collate([Sample(p, r)], pad_id, device)
             with autocast(device, cfg["dtype"]):
                 _, ent = token_logprobs(model, b["input_ids"], b["attention_mask"], b["response_mask"],
                                         cfg["logprob_chunk"], temperature=1.0)
             mask = b["response_mask"].float()
-            means += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist() if s < len(samples) else []
+            if k < len(pairs):
+                means.append(float((ent * mask).sum() / mask.sum().clamp(min=1)))
     return means
-
-
-def summed(counts: list[dict]) -> Counter:
-    """Grading counts of every rank added up, zero counts kept."""
-    total = Counter()
-    for c in counts:
-        total.update(c)
-    return total
 
 
 def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens: int, context: int) -> int:
@@ -119,49 +118,55 @@ def breakdown(problems: list[dict], n: int, key: str) -> dict:
     return {v: summarize(ps, n) for v, ps in sorted(groups.items())}
 
 
-def evaluate(model_path: str, test_path: str, cfg: dict, prompt: dict, grading: dict, seed: int) -> tuple[dict, list[dict]]:
-    """(summary, per-problem rows) for one model directory or hub id, on every test set of the
-    test table (its ``benchmark`` column), each with its own n and max_new_tokens
-    (``cfg["benchmarks"]``); the summary holds one MATH-style summary per set under
-    ``benchmarks``."""
+def shard_rows(records: list[dict], shard: int, shards: int) -> list[dict]:
+    """Shard ``shard`` of ``shards`` of the test problems: a contiguous, balanced block of rows
+    (row i goes to shard i·shards // rows), so the shards in order are the table in order, for
+    any number of rows (the workflow fixes ``shards`` from the config before the data exists)."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: shards are numbered 0 to {shards - 1}")
+    return [r for i, r in enumerate(records) if i * shards // len(records) == shard]
+
+
+def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grading: dict, seed: int) -> tuple[dict, list[dict]]:
+    """(run facts, one row per problem) of one model on ``records``, every test problem or one
+    shard, each test set (the rows' ``benchmark``) with its own n and max_new_tokens
+    (``cfg["benchmarks"]``). Each problem samples from its own stream keyed by its id
+    (``rollout.prompt_seeds``), so a problem's row does not depend on the shard it lands in, and
+    each row holds all its part of the summary (``summarize_evaluation``)."""
     from transformers import set_seed
 
     set_seed(seed)
-    device = "cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu"
+    device = compute_device(cfg["device"], f"evaluate {model_path}")
     if distributed.launched():
         distributed.init(device)
     ranks = distributed.world()[1]
     tokenizer = load_tokenizer(model_path)
-    records = read_jsonl(test_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
     longest = longest_test_prompt(records, prompts, {name: g["max_new_tokens"] for name, g in groups.items()},
                                   model_context(model_path))
-    model = load_causal_lm(model_path, "cpu" if ranks > 1 else device).eval()
+    model = load_causal_lm(model_path, "cpu" if ranks > 1 else device, getattr(torch, cfg["dtype"])).eval()  # as saved
     parameters = sum(p.numel() for p in model.parameters())
     if ranks > 1:
         distributed.shard(model, cfg["dtype"], device)
     pad_id = pad_token_id(tokenizer)
     engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, engine_cfg, seed)
-    summary = {"benchmarks": {}, "device": device, "ranks": ranks, "prompt_tokens_max": longest,
-               "parameters": parameters}
     problems = []
     with Grader(grading["workers"], grading["timeout_s"]) as grader:
         for name, grp in groups.items():
             recs = [records[i] for i in grp["indices"]]
-            bench_summary, rows = evaluate_set(backend, grader, model, recs, [prompts[i] for i in grp["indices"]],
-                                               cfg, grp["n"], grp["max_new_tokens"], pad_id, device, seed, name)
-            summary["benchmarks"][name] = bench_summary
-            problems += rows
-    return summary, problems
+            problems += evaluate_set(backend, grader, model, recs, [prompts[i] for i in grp["indices"]],
+                                     cfg, grp["n"], grp["max_new_tokens"], pad_id, device, seed, name)
+    facts = dict(device=device, ranks=ranks, prompt_tokens_max=longest, parameters=parameters)
+    return facts, problems
 
 
 def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_tokens, pad_id, device, seed, name
-                 ) -> tuple[dict, list[dict]]:
-    """One test set's summary (as ``summarize``, with lengths, entropy, grading counts and the
-    level/subject breakdown) and per-problem rows. On several ranks each rank takes its share of
-    the set's problems, and the rows and statistics are gathered."""
+                 ) -> list[dict]:
+    """One test set's rows: per problem, everything its set's summary needs
+    (``summarize_set``). On several ranks each rank takes its share of the problems and the
+    rows are gathered, in order, on every rank."""
     rank, ranks = distributed.world()
     records, prompts = distributed.share(records, rank, ranks), distributed.share(prompts, rank, ranks)
     with autocast(device, cfg["dtype"]):
@@ -175,35 +180,60 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
     entropy = greedy_entropy(model, greedy, cfg, pad_id, device)
     problems = []
     for i, r in enumerate(records):
-        scores = s.scores[i * n : (i + 1) * n]
+        mine = slice(i * n, (i + 1) * n)
         problems.append({"id": r["id"], "benchmark": name, "subject": r["subject"], "level": r["level"],
-                         "greedy_correct": g.scores[i], "correct": int(sum(scores)), "n": n,
-                         "greedy_length": len(greedy.response_ids[i]), "greedy_entropy": entropy[i]})
-    problems = distributed.gather(problems)
-    lengths = distributed.gather([len(r) for r in sampled.response_ids])
-    truncated, greedy_truncated = distributed.gather(sampled.truncated), distributed.gather(greedy.truncated)
-    g_counts, s_counts = (summed(distributed.gather([dict(x.counts)])) for x in (g, s))
+                         "greedy_correct": g.scores[i], "correct": int(sum(s.scores[mine])), "n": n,
+                         "greedy_length": len(greedy.response_ids[i]), "greedy_entropy": entropy[i],
+                         "greedy_truncated": bool(greedy.truncated[i]), "greedy_status": g.statuses[i],
+                         "sampled_tokens": sum(map(len, sampled.response_ids[mine])),
+                         "sampled_truncated": int(sum(sampled.truncated[mine])),
+                         "sampled_statuses": dict(Counter(s.statuses[mine]))})
+    return distributed.gather(problems)
+
+
+def summarize_set(problems: list[dict], n: int, max_new_tokens: int, cfg: dict) -> dict:
+    """One test set's summary (``summarize``, with lengths, entropy, grading counts and the
+    level/subject breakdown) from its problem rows alone."""
+    statuses = Counter({s: 0 for s in STATUSES})
+    greedy_statuses = statuses.copy()
+    greedy_statuses.update(p["greedy_status"] for p in problems)
+    for p in problems:
+        statuses.update(p["sampled_statuses"])
     summary = summarize(problems, n)
     summary.update(
         n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=max_new_tokens,
-        response_length_mean=float(np.mean(lengths)),
-        truncation_rate=float(np.mean(truncated)),
-        greedy_truncation_rate=float(np.mean(greedy_truncated)),
+        response_length_mean=sum(p["sampled_tokens"] for p in problems) / (n * len(problems)),
+        truncation_rate=sum(p["sampled_truncated"] for p in problems) / (n * len(problems)),
+        greedy_truncation_rate=float(np.mean([p["greedy_truncated"] for p in problems])),
         token_entropy_mean=float(np.mean([p["greedy_entropy"] for p in problems])),
-        grading_greedy=dict(g_counts), grading_sampled=dict(s_counts),
+        grading_greedy=dict(greedy_statuses), grading_sampled=dict(statuses),
         by_level=breakdown(problems, n, "level"), by_subject=breakdown(problems, n, "subject"),
     )
-    return summary, problems
+    return summary
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Evaluate one model on the test set.")
+def summarize_evaluation(problems: list[dict], facts: list[dict], cfg: dict) -> dict:
+    """The summary of one evaluation from its problem rows (all shards, in table order) and each
+    shard's run facts, one ``summarize_set`` per test set under ``benchmarks``: a pure function
+    of the rows, so merged shards equal one unsharded run."""
+    records = [{"benchmark": p["benchmark"]} for p in problems]
+    groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
+    return dict(
+        benchmarks={name: summarize_set([problems[i] for i in g["indices"]], g["n"], g["max_new_tokens"], cfg)
+                    for name, g in groups.items()},
+        device=",".join(sorted({f["device"] for f in facts})), prompt_tokens_max=max(f["prompt_tokens_max"] for f in facts),
+        parameters=facts[0]["parameters"], shards=len(facts), ranks=max(f["ranks"] for f in facts),
+    )
+
+
+def run_shard(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Evaluate one model on one shard of the test problems.")
     ap.add_argument("--model", required=True, help="hub id or directory (a base model or a trained policy)")
     ap.add_argument("--test", required=True)
+    ap.add_argument("--shard", required=True, help="k/K: shard k (from 0) of K (nsr_study.evaluate.shard_rows)")
     ap.add_argument("--config", required=True, help="JSON: evaluate{}, prompt{}, grading{}, label{} (model, objective, seed)")
     ap.add_argument("--runtime", default="{}", help="JSON: runtime-only settings (batch sizes)")
-    ap.add_argument("--metrics", required=True, help="output JSON summary")
-    ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
+    ap.add_argument("--out", required=True, help="output JSON: the shard's run facts and one row per test problem")
     ap.add_argument("--log", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
@@ -215,23 +245,58 @@ def main(argv=None) -> None:
     setup_logging(args.log, quiet=rank > 0)
     cfg = json.loads(args.config)
     label = cfg["label"]
-    gpus = distributed.begin("nsr_study.evaluate", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus,
-                             f"evaluate {label['model']}/{label['objective']}"
-                             + (f"/seed{label['seed']}" if label["seed"] is not None else ""))
+    shard, shards = map(int, args.shard.split("/"))
+    gpus = distributed.begin("nsr_study.evaluate", ["shard", *(sys.argv[2:] if argv is None else argv)], args.ranks,
+                             args.gpus, f"evaluate {label['model']}/{label['objective']}"
+                             + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
     if args.threads:
         torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cfg["evaluate"] |= json.loads(args.runtime)
     seed = label["seed"] or 0  # a base model has no training seed; its sampling uses 0
-    summary, problems = evaluate(args.model, args.test, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
+    records = shard_rows(read_jsonl(args.test), shard, shards)
+    facts, problems = None, []  # more shards than problems (the workflow counts them from the config)
+    if records:
+        facts, problems = evaluate(args.model, records, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed)
+        facts["gpus"] = gpus
     if rank == 0:
-        summary = label | summary | {"gpus": gpus}
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
-        write_jsonl(problems, args.problems, fields=None)
-        for name, b in summary["benchmarks"].items():
-            log.info("%s on %s: greedy accuracy %.3f, %s", args.model, name, b["greedy_accuracy"],
-                     ", ".join(f"{k} {v:.3f}" for k, v in b.items() if k.startswith("pass@") and not k.endswith("_se")))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"facts": facts, "problems": problems}) + "\n")
+        log.info("%s shard %d/%d: %d problems", args.model, shard, shards, len(problems))
     distributed.finish()
+
+
+def merge(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Merge the shards of one evaluation into its summary and problem rows.")
+    ap.add_argument("--config", required=True, help="JSON: evaluate{} and label{}, as given to the shards")
+    ap.add_argument("--metrics", required=True, help="output JSON summary")
+    ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
+    ap.add_argument("--log", default=None)
+    ap.add_argument("shards", nargs="+", help="the shards' JSON outputs, in shard order")
+    args = ap.parse_args(argv)
+    from nsr_study.logs import setup_logging
+
+    setup_logging(args.log)
+    cfg = json.loads(args.config)
+    parts = [json.loads(Path(p).read_text()) for p in args.shards]
+    problems = [row for part in parts for row in part["problems"]]
+    facts = [part["facts"] for part in parts if part["facts"] is not None]
+    summary = cfg["label"] | summarize_evaluation(problems, facts, cfg["evaluate"])
+    summary["gpus"] = ",".join(f["gpus"] for f in facts)
+    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+    write_jsonl(problems, args.problems, fields=None)
+    for name, b in summary["benchmarks"].items():
+        log.info("%s on %s: greedy accuracy %.3f, %s", cfg["label"], name, b["greedy_accuracy"],
+                 ", ".join(f"{k} {v:.3f}" for k, v in b.items() if k.startswith("pass@") and not k.endswith("_se")))
+
+
+def main(argv=None) -> None:
+    """``python -m nsr_study.evaluate shard …`` or ``… merge …``."""
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"shard": run_shard, "merge": merge}
+    if not argv or argv[0] not in commands:
+        sys.exit(f"usage: python -m nsr_study.evaluate {{{','.join(commands)}}} ... (--help after the command)")
+    commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

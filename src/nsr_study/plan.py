@@ -45,7 +45,6 @@ import jsonschema
 import yaml
 
 from nsr_study.config import ConfigError, load_config, objective_train
-from nsr_study.rollout import prompts_per_call
 
 THROUGHPUT = resources.files("nsr_study") / "throughput.yaml"
 
@@ -73,6 +72,7 @@ THROUGHPUT_SCHEMA = {
                 "card": {"type": "string", "minLength": 1},
                 "backend": {"enum": ["hf", "vllm"]},
                 "shape": {"type": "string"},
+                "parameters": _COUNT,
                 "models": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                 "software": {"type": "string", "minLength": 1},
                 "source": {"type": "string", "minLength": 1},
@@ -149,6 +149,12 @@ def load_throughput(path) -> dict:
     return data
 
 
+def model_parameters(throughput: dict, model_id: str) -> int | None:
+    """Parameters of a model, from any measurement of its shape that states them."""
+    return next((e["parameters"] for e in throughput["generation"] if model_id in e["models"] and "parameters" in e),
+                None)
+
+
 def find_rates(throughput: dict, card: str, backend: str, model_id: str) -> Rates | None:
     for entry in throughput["generation"]:
         if entry["card"] == card and entry["backend"] == backend and model_id in entry["models"]:
@@ -157,6 +163,13 @@ def find_rates(throughput: dict, card: str, backend: str, model_id: str) -> Rate
 
 
 # ---------------------------------------------------------------- the cost model (pure)
+
+
+def prompts_per_call(n: int, batch_size: int) -> int:
+    """Prompts per HF ``generate`` call: ``batch_size`` sequences of ``n`` samples each, at
+    least one prompt (``rollout.HFBackend`` batches with it; here, free of torch, so that the
+    Snakefile can cost rules)."""
+    return max(1, batch_size // n)
 
 
 def generate_calls(prompts: int, n: int, batch_size: int) -> list[int]:
@@ -226,6 +239,7 @@ class Row:
     missing: str = ""
     objectives: tuple[str, ...] = ()
     gpus: int = 1  # per job: the model's ranks; ``phases`` are wall seconds
+    shards: int = 1  # jobs per evaluation (its shards of test problems)
 
     @property
     def label(self) -> str:
@@ -252,29 +266,70 @@ def objective_groups(train: dict, objectives: list[str]) -> list[tuple[str, ...]
 
 def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
     """One Row per (rule, model) of the configured grid, training rows per group of objectives
-    with the same settings; ``backend`` overrides the config's train and evaluate backends."""
+    with the same settings, evaluation rows per shard (``shard_count``: each shard job costs as
+    the largest shard); ``backend`` overrides the config's train and evaluate backends."""
     t, e, workers = config["train"], config["evaluate"], config["grading"]["workers"]
     grade_rate = throughput["grading"]["answers_per_s_per_worker"]
     seeds = len(config["seeds"])
     cells = len(config["objectives"]) * seeds
+    shards = shard_count(problems, e["shard_size"])
+    largest = -(-problems // shards)
     rows = []
-    for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", 1, e["backend"]),
-                             ("evaluate_cell", cells, e["backend"])):
+    for rule, jobs, kind in (("train", cells, t["backend"]), ("evaluate_base", shards, e["backend"]),
+                             ("evaluate_cell", cells * shards, e["backend"])):
         kind = backend or kind
         for m in config["models"]:
             rates = find_rates(throughput, card, kind, m["id"])
             if rates is None:
                 rows.append(Row(rule, m["name"], jobs, None, f"no {kind} measurement of {m['id']} on {card}",
-                                gpus=m["gpus"]))
+                                shards=1 if rule == "train" else shards, gpus=m["gpus"]))
             elif rule == "train":
                 for group in objective_groups(t, config["objectives"]):
                     phases = train_seconds(objective_train(t, group[0]), config["data"]["val_size"], workers,
                                            grade_rate, rates)
                     rows.append(Row(rule, m["name"], len(group) * seeds, phases, objectives=group, gpus=m["gpus"]))
             else:  # evaluation shares train.generation_batch_size (eval_config in workflow/rules/common.smk)
-                rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, problems, t["generation_batch_size"],
-                                                                        workers, grade_rate, rates), gpus=m["gpus"]))
+                rows.append(Row(rule, m["name"], jobs, evaluate_seconds(e, largest, t["generation_batch_size"],
+                                                                        workers, grade_rate, rates), shards=shards,
+                                gpus=m["gpus"]))
     return rows
+
+
+# ---------------------------------------------------------------- disk (pure)
+
+CHECKPOINT_BYTES_PER_PARAMETER = 12  # fp32 weights + AdamW's two fp32 moments (nsr_study.checkpoint)
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # the policy is saved in the compute dtype
+
+
+def disk_bytes(cells: list[tuple[int, int]], dtype: str, keep_checkpoint: bool, gpus: int) -> dict[str, float]:
+    """Bytes the training outputs need for ``cells`` [(cells, parameters) per model]: ``at_rest``
+    once the study is done (every cell's policy, plus its last checkpoint with
+    ``keep_checkpoint``) and ``peak``, an upper bound while it runs: ``gpus`` training jobs of the
+    largest model at once, each writing a checkpoint beside its previous one (two briefly).
+    Evaluation outputs, logs and the models' own downloads are not counted (megabytes, and the
+    hub cache)."""
+    policies = sum(c * p * DTYPE_BYTES[dtype] for c, p in cells)
+    checkpoints = sum(c * p * CHECKPOINT_BYTES_PER_PARAMETER for c, p in cells)
+    sizes = sorted((p * CHECKPOINT_BYTES_PER_PARAMETER for c, p in cells for _ in range(c)), reverse=True)
+    writing = sum(sizes[:gpus])
+    if keep_checkpoint:
+        return {"policies": policies, "checkpoints": checkpoints, "at_rest": policies + checkpoints,
+                "peak": policies + checkpoints + writing}
+    return {"policies": policies, "checkpoints": 0, "at_rest": policies, "peak": policies + 2 * writing}
+
+
+def disk_line(config: dict, throughput: dict, gpus: int) -> str:
+    """The plan's disk line for the configured grid and ``train.keep_checkpoint``."""
+    cells = len(config["objectives"]) * len(config["seeds"])
+    counts = [(cells, model_parameters(throughput, m["id"])) for m in config["models"]]
+    unknown = [m["id"] for m, (_, p) in zip(config["models"], counts) if p is None]
+    t = config["train"]
+    d = disk_bytes([c for c in counts if c[1] is not None], t["dtype"], t["keep_checkpoint"], gpus)
+    gb = lambda b: f"{b / 1e9:,.0f} GB"  # noqa: E731
+    line = (f"{'disk':14s} at rest {gb(d['at_rest'])} (policies in {t['dtype']} {gb(d['policies'])}, checkpoints "
+            f"{gb(d['checkpoints'])}: train.keep_checkpoint {str(t['keep_checkpoint']).lower()}), peak {gb(d['peak'])} "
+            f"with {gpus} training job{'s' * (gpus > 1)} writing checkpoints at once")
+    return line + (f"; INCOMPLETE: parameters unknown for {', '.join(unknown)}" if unknown else "")
 
 
 # ---------------------------------------------------------------- wall-clock on N GPUs (pure)
@@ -350,18 +405,20 @@ def schedule_bounds(jobs: list[Job], gpus: int) -> tuple[float, float | None]:
 
 
 def study_jobs(rows: list[Row]) -> list[Job]:
-    """The GPU jobs of ``study_rows``' grid: per model, each ``evaluate_cell`` waits for its
-    ``train`` job; ``evaluate_base`` waits for none (it runs beside training). An unmeasured
-    job counts 0 s (the plan then says it is incomplete)."""
+    """The GPU jobs of ``study_rows``' grid: per model, each shard of a cell's ``evaluate_cell``
+    waits for the cell's ``train`` job; the shards of ``evaluate_base`` wait for none (they run
+    beside training). An unmeasured job counts 0 s (the plan then says it is incomplete)."""
     seconds = lambda r: (r.job_hours or 0.0) * 3600 / r.gpus  # noqa: E731  (wall seconds)
-    evals = {(r.rule, r.model): seconds(r) for r in rows if r.rule != "train"}
+    evals = {(r.rule, r.model): r for r in rows if r.rule != "train"}
     jobs: list[Job] = []
     for model in dict.fromkeys(r.model for r in rows):
+        cell = evals["evaluate_cell", model]
         for r in (r for r in rows if r.rule == "train" and r.model == model):  # one row per objective group
             trains = range(len(jobs), len(jobs) + r.jobs)
             jobs += [Job(seconds(r), gpus=r.gpus) for _ in trains]
-            jobs += [Job(evals["evaluate_cell", model], (t,), r.gpus) for t in trains]
-        jobs.append(Job(evals["evaluate_base", model], gpus=next(r.gpus for r in rows if r.model == model)))
+            jobs += [Job(seconds(cell), (t,), cell.gpus) for t in trains for _ in range(cell.shards)]
+        base = evals["evaluate_base", model]
+        jobs += [Job(seconds(base), gpus=base.gpus) for _ in range(base.shards)]
     return jobs
 
 
@@ -402,6 +459,54 @@ def count_benchmark_problems(benchmarks: list[dict]) -> int:
     return rows
 
 
+def count_all_test_problems(config: dict) -> int:
+    """Test problems of one evaluation: the sampled MATH test set and every other test set."""
+    return count_test_problems(config["data"]) + count_benchmark_problems(config["benchmarks"])
+
+
+def shard_count(problems: int, shard_size: int) -> int:
+    """Shards of one evaluation: ``problems`` test problems in shards of at most ``shard_size``."""
+    return max(1, -(-problems // shard_size))
+
+
+def eval_shards(config: dict) -> int:
+    """The workflow's shards per evaluation, from the test problems the config samples
+    (``count_all_test_problems``); one shard where that count is unknown (another hub dataset).
+    The shards split the actual rows (``evaluate.shard_rows``), whatever their exact number."""
+    try:
+        return shard_count(count_all_test_problems(config), config["evaluate"]["shard_size"])
+    except PlanError:
+        return 1
+
+
+# SLURM runtime of a GPU job: the plan's estimate (an upper bound of the work, without model
+# loading and warm-up) times RUNTIME_MARGIN plus RUNTIME_SLACK_MIN minutes; a job whose model has
+# no measurement on any card gets UNMEASURED_MIN.
+RUNTIME_MARGIN, RUNTIME_SLACK_MIN, UNMEASURED_MIN = 1.5, 15, 720
+
+
+def rule_minutes(config: dict, throughput: dict | None = None) -> dict[str, dict[str, int]]:
+    """{GPU rule: {model: SLURM runtime in minutes}}: the longest job of that rule and model on
+    any measured card and backend (the slowest is HF's; vLLM has no stored measurement yet, and
+    decodes faster), with the margin above; the workflow sets each GPU rule's ``runtime``
+    resource from it (profiles/slurm)."""
+    throughput = throughput or load_throughput(THROUGHPUT)
+    try:
+        problems = count_all_test_problems(config)
+    except PlanError:  # the workflow's one shard (eval_shards) of a MATH-sized guess
+        problems = HUB_TEST_ROWS["DigitalLearningGmbH/MATH-lighteval"]
+        config = config | {"evaluate": config["evaluate"] | {"shard_size": problems}}
+    cards = sorted({entry["card"] for entry in throughput["generation"]})
+    hours: dict[str, dict[str, float]] = {}
+    for card in cards:
+        for r in (r for backend in ("hf", "vllm") for r in study_rows(config, problems, throughput, card, backend)):
+            known = hours.setdefault(r.rule, {}).setdefault(r.model, 0.0)
+            if r.job_hours is not None:
+                hours[r.rule][r.model] = max(known, r.job_hours)
+    return {rule: {m: math.ceil(h * 60 * RUNTIME_MARGIN + RUNTIME_SLACK_MIN) if h else UNMEASURED_MIN
+                   for m, h in by_model.items()} for rule, by_model in hours.items()}
+
+
 def wall_clock_line(rows: list[Row], gpus: int) -> str:
     """The study's wall-clock on ``gpus`` GPUs (``list_schedule``), with the range of any order
     that keeps the GPUs busy when there are several."""
@@ -429,7 +534,8 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
            f"grid: {len(config['models'])} models × {len(config['objectives'])} objectives × {len(config['seeds'])} "
            f"seeds = {len(config['models']) * cells} cells; {t['steps']} steps of {t['prompts_per_step']} × "
            f"{t['rollouts_per_prompt']} rollouts; test ≈ {problems} problems × (greedy + {e['n']} samples) of ≤ "
-           f"{e['max_new_tokens']} tokens", "",
+           f"{e['max_new_tokens']} tokens, each evaluation in {shard_count(problems, e['shard_size'])} shard jobs of ≤ "
+           f"{e['shard_size']} problems (evaluate.shard_size)", "",
            f"{'rule':14s} {'model (objectives)':32s} {'jobs':>4s} {'GPU-h/job':>10s} {'GPU-h':>9s}  largest phases"]
     for r in rows:
         if r.phases is None:
@@ -455,6 +561,7 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
         out.append(f"{'total':14s} {sum(r.jobs for r in rows):4d} jobs {hours:9.1f} GPU-h = {hours / 24:.1f} days on one "
                    "GPU" + (f"; INCOMPLETE: {sum(r.jobs for r in gaps)} jobs unmeasured" if gaps else ""))
         out.append(wall_clock_line(rows, gpus))
+    out.append(disk_line(config, throughput, gpus))
     batches = sorted({b for prompts, n in ((t["prompts_per_step"], t["rollouts_per_prompt"]),
                                            (config["data"]["val_size"], 1), (problems, 1), (problems, e["n"]))
                       for b in generate_calls(prompts, n, t["generation_batch_size"])})
@@ -493,8 +600,7 @@ def main(argv=None) -> None:
         if card not in cards:
             ap.error(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
         config = load_config(args.configfile, args.schema)
-        problems = args.test_problems or (count_test_problems(config["data"])
-                                          + count_benchmark_problems(config["benchmarks"]))
+        problems = args.test_problems or count_all_test_problems(config)
     except (ConfigError, PlanError) as e:
         sys.exit(str(e))
     rows = study_rows(config, problems, throughput, card, args.backend)

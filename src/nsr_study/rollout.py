@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from nsr_study import distributed
+from nsr_study.plan import prompts_per_call
 
 
 @dataclass
@@ -123,12 +124,6 @@ def plain_generation_config(model):
         yield
     finally:
         model.generation_config = saved
-
-
-def prompts_per_call(n: int, batch_size: int) -> int:
-    """Prompts per HF ``generate`` call: ``batch_size`` sequences of ``n`` samples each, at
-    least one prompt (``nsr_study.plan`` counts calls with it too)."""
-    return max(1, batch_size // n)
 
 
 STATIC_CACHE_STEP = 256  # static KV cache lengths are multiples of this: few distinct shapes to compile

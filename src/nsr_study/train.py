@@ -360,10 +360,11 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
                                                    if isinstance(v, float) and not k.startswith("time_")))
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
                 checkpoint.save(work, model, optimizer, step, cursor, cell)
-    checkpoint.save_policy(model, Path(policy_dir))  # plain HF safetensors, whatever the ranks
+    checkpoint.save_policy(model, tokenizer, policy_dir, cfg["dtype"])  # every rank: gathered to rank 0
     if rank == 0:
         metrics.close()
-        tokenizer.save_pretrained(policy_dir)
+        if not cfg["keep_checkpoint"]:
+            checkpoint.remove_checkpoints(work)
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(metrics.path, metrics_path)
         log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
@@ -387,6 +388,7 @@ def main(argv=None) -> None:
     ap.add_argument("--gpus", type=int, default=0, help="GPUs to claim (the rule's gpu resource; nsr_study.devices)")
     ap.add_argument("--ranks", type=int, default=1, help="processes (the model's gpus; nsr_study.distributed)")
     args = ap.parse_args(argv)
+    from nsr_study.devices import compute_device
     from nsr_study.logs import attempt_log, setup_logging
 
     rank = int(os.environ.get("RANK", 0))
@@ -396,15 +398,16 @@ def main(argv=None) -> None:
         attempt = os.environ[ATTEMPT_ENV] = str(attempt_log(Path(args.work) / "attempts"))
     setup_logging(args.log, attempt, quiet=rank > 0)
     cell = json.loads(args.cell)
-    gpus = distributed.begin("nsr_study.train", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus,
-                             f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}")
+    label = f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}"
+    gpus = distributed.begin("nsr_study.train", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus, label)
+    device = compute_device(cell["train"]["device"], label)
     if rank == 0:
         log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
     if args.threads:
         torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks
     cell["train"] |= json.loads(args.runtime)
-    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, gpus=gpus,
-        trackers=tuple(args.trackers), tracker_project=args.tracker_project)
+    run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, device,
+        gpus=gpus, trackers=tuple(args.trackers), tracker_project=args.tracker_project)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shlex
 
 from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
+from nsr_study.plan import eval_shards, rule_minutes
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -19,6 +20,8 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     objective="|".join(OBJECTIVES),
     seed=r"\d+",
+    shard=r"\d+",
+    run="base|(" + "|".join(OBJECTIVES) + r")/seed\d+",
 
 
 def data_source_files():
@@ -41,8 +44,7 @@ def data_targets():
         "results/data/strata.csv",
         "results/data/strata.png",
         "results/data/benchmarks.csv",
-        "results/data/prompt_lengths.csv",
-    ]
+    ] + expand("results/data/prompt_lengths/{model}/{split}.csv", model=MODELS, split=["train", "test"])
 
 
 CELL = "{model}/{objective}/seed{seed}"
@@ -57,11 +59,6 @@ def model_build_input(wildcards):
     """A tiny demo model must be built before use; hub models need nothing."""
     model = MODELS[wildcards.model]
     return {"model": model["id"]} if "tiny" in model else {}
-
-
-def all_model_builds(wildcards):
-    """Every tiny demo model of the grid (built before its prompts can be measured)."""
-    return [m["id"] for m in MODELS.values() if "tiny" in m]
 
 
 def results_settings(section: dict) -> dict:
@@ -113,9 +110,9 @@ def train_targets():
     return expand(cell_path("train", "metrics.jsonl"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
 
 
-EVAL_RUNTIME = {
-    k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "logprob_chunk")
-} | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
+EVAL_RUNTIME = {k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "logprob_chunk")} | {
+    "gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]
+}
 
 
 def eval_benchmarks() -> dict:
@@ -124,7 +121,28 @@ def eval_benchmarks() -> dict:
     return {b["name"]: {k: b.get(k, ev[k]) for k in ("n", "max_new_tokens")} for b in BENCHMARKS}
 
 
-def eval_config(wildcards, objective, seed) -> str:
+# Every evaluation's shards of test problems (evaluate.shard_size; nsr_study.plan counts the
+# problems of every test set from the config), and each GPU rule's SLURM runtime per model: the
+# plan's estimate with a margin (nsr_study.plan.rule_minutes).
+SHARDS = eval_shards(config)
+RUNTIME_MINUTES = rule_minutes(config)
+
+
+def shard_path(evaluation: str) -> str:
+    """<evaluation folder>/shards/<k>-of-<K>.json: K in the name, so another shard size never
+    reuses a shard of other rows."""
+    return f"{evaluation}/shards/{{shard}}-of-{SHARDS}.json"
+
+
+def run_label(run: str) -> tuple:
+    """(objective, seed) of an evaluation folder's tail: "base" or "<objective>/seed<seed>"."""
+    if run == "base":
+        return "base", None
+    objective, seed = run.split("/")
+    return objective, int(seed.removeprefix("seed"))
+
+
+def eval_config(model, objective, seed) -> str:
     """Evaluation settings (device, dtype and hf_compiled shared with training) and the label. No prompt
     limit: evaluation sizes its context for the longest test prompt (nsr_study.evaluate)."""
     t = config["train"]
@@ -134,7 +152,7 @@ def eval_config(wildcards, objective, seed) -> str:
             "evaluate": shared | results_settings(config["evaluate"]) | {"benchmarks": eval_benchmarks()},
             "prompt": config["prompt"],
             "grading": config["grading"],
-            "label": {"model": wildcards.model, "objective": objective, "seed": seed},
+            "label": {"model": model, "objective": objective, "seed": seed},
         },
         sort_keys=True,
     )

@@ -57,25 +57,42 @@ rule prepare_data:
         "../scripts/prepare_data.py"
 
 
-# Prompt lengths per model (each model's own tokenizer and chat template): how many prompts
-# training drops as overlong, the longest test prompt; fails before any train or evaluate job
-# (they depend on it) where one of them would fail.
+# Prompt lengths per model (each model's own tokenizer and chat template), one model per job so
+# that adding a model measures only its own prompts: how many prompts training drops as overlong
+# (train jobs depend on it), the longest test prompt (evaluations depend on it, so an evaluation
+# setting reruns no training). Each fails before the jobs that depend on it, where they would fail.
 rule prompt_lengths:
     input:
-        all_model_builds,
+        unpack(model_build_input),
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
-        test="results/data/test.jsonl",
     output:
-        "results/data/prompt_lengths.csv",
+        "results/data/prompt_lengths/{model}/train.csv",
     log:
-        "logs/data/prompt_lengths.log",
+        "logs/data/prompt_lengths/{model}/train.log",
     conda:
         "../../envs/train-gpu.yaml"
     params:
-        models={name: m["id"] for name, m in MODELS.items()},
+        model=lambda w: MODELS[w.model]["id"],
         prompt=config["prompt"],
         max_prompt_tokens=config["train"]["max_prompt_tokens"],
+    script:
+        "../scripts/prompt_lengths.py"
+
+
+rule test_prompt_lengths:
+    input:
+        unpack(model_build_input),
+        test="results/data/test.jsonl",
+    output:
+        "results/data/prompt_lengths/{model}/test.csv",
+    log:
+        "logs/data/prompt_lengths/{model}/test.log",
+    conda:
+        "../../envs/train-gpu.yaml"
+    params:
+        model=lambda w: MODELS[w.model]["id"],
+        prompt=config["prompt"],
         eval_max_new_tokens={name: b["max_new_tokens"] for name, b in eval_benchmarks().items()},
     script:
         "../scripts/prompt_lengths.py"

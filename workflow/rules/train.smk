@@ -19,7 +19,7 @@ rule train:
         unpack(model_build_input),
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
-        prompt_lengths="results/data/prompt_lengths.csv",
+        prompt_lengths="results/data/prompt_lengths/{model}/train.csv",
     output:
         policy=directory(cell_path("train", "policy")),
         metrics=cell_path("train", "metrics.jsonl"),
@@ -33,6 +33,7 @@ rule train:
     resources:
         gpu=gpus_per_cell,
         ranks=ranks,
+        runtime=lambda w: RUNTIME_MINUTES["train"][w.model],
     params:
         cell=cell_config,
         work=f"work/{CELL}",
