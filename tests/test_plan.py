@@ -72,8 +72,9 @@ def test_evaluate_seconds_by_hand():
 
 
 def grid(**train):
-    return {"models": [{"name": "a", "id": "org/a", "gpus": 1}, {"name": "b", "id": "org/b", "gpus": 1}], "objectives": ["NSR"], "seeds": [0],
-            "data": {"val_size": 4}, "grading": {"workers": 1},
+    return {"models": [{"name": "a", "id": "org/a", "gpus": 1}, {"name": "b", "id": "org/b", "gpus": 1}],
+            "objectives": ["NSR"], "seeds": [0],
+            "data": {"val_size": 4}, "benchmarks": [{"name": "math"}], "grading": {"workers": 1},
             "train": dict(steps=2, prompts_per_step=4, rollouts_per_prompt=2, max_new_tokens=10, generation_batch_size=8,
                           kl_coef=0.0, val_every=2, val_samples=1, backend="hf", per_objective={}) | train,
             "evaluate": {"n": 4, "max_new_tokens": 10, "backend": "hf", "shard_size": 64}}
@@ -175,7 +176,7 @@ def test_workflow_shards_and_slurm_runtimes_come_from_the_plan():
                        "evaluate": grid()["evaluate"] | {"shard_size": 10}}
     assert eval_shards(config) == 2
     assert eval_shards(config | {"data": {"source": "hub", "hub": {"id": "org/x"}, "test_fraction": 1}}) == 1
-    minutes = rule_minutes(config | {"models": config["models"] + [{"name": "c", "id": "org/c"}]}, THROUGHPUT)
+    minutes = rule_minutes(config | {"models": config["models"] + [{"name": "c", "id": "org/c", "gpus": 1}]}, THROUGHPUT)
     assert minutes["train"] == {"a": 16, "b": 17, "c": UNMEASURED_MIN}  # b: 58.24 s × 1.5 = 1.46 min + 15
     assert minutes["evaluate_cell"]["a"] == minutes["evaluate_base"]["a"] == 16
 
