@@ -33,7 +33,7 @@ import torch
 import xxhash
 
 from nsr_study import distributed
-from nsr_study.config import RUNTIME_ONLY
+from nsr_study.config import RUNTIME_ONLY, flat
 
 log = logging.getLogger("nsr_study.checkpoint")
 MANIFEST = "manifest.json"
@@ -128,14 +128,6 @@ def checkpoints(work: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}``."""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def rejection(ckpt: Path, cell: dict) -> str | None:
     """Why ``ckpt`` cannot be resumed for ``cell`` (None: it can)."""
     try:
@@ -150,7 +142,7 @@ def rejection(ckpt: Path, cell: dict) -> str | None:
             return f"{name} has {path.stat().st_size} bytes, the manifest says {want['bytes']}"
         if _digest(path) != want["xxh3"]:
             return f"{name} does not match its hash in the manifest (corrupt)"
-    old, new = _flat(manifest["config"]), _flat(fingerprint(cell))
+    old, new = flat(manifest["config"]), flat(fingerprint(cell))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         return f"it was trained with another config (changed: {', '.join(changed)})"

@@ -159,3 +159,12 @@ def load_config(paths: list[str | Path], schema_path: str | Path) -> dict:
         update_config(config, yaml.safe_load(Path(p).read_text()))
     check_config(config, schema_path, fill_defaults=lambda c: validate(c, str(schema_path)))
     return config
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}``: a config's fields by their dotted names
+    (checkpoint comparisons, MLflow params)."""
+    out = {}
+    for key, value in config.items():
+        out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from nsr_study.config import objective_train
 from nsr_study.rates import THROUGHPUT, PlanError, Rates, find_rates, load_throughput
@@ -188,16 +187,20 @@ def disk_bytes(cells: list[tuple[int, int]], dtype: str, keep_checkpoint: bool, 
 # ---------------------------------------------------------------- the configured study's test problems
 
 
+def local_rows(path: str) -> int:
+    """Rows of a local jsonl/json/parquet file, read as the data stage reads it."""
+    from nsr_study.data import read_rows
+
+    return len(read_rows({"path": path}))
+
+
 def count_test_problems(data: dict) -> int:
     """Test problems the data stage samples: ``test_fraction`` of the source's test rows
     (largest-remainder allocation keeps the total, rows without a gold are few)."""
     if data["source"] == "synthetic":
         rows = data["synthetic"]["n_test"]
     elif data["source"] == "local":
-        import pandas as pd
-
-        path = Path(data["local"]["test"])
-        rows = len(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl"))
+        rows = local_rows(data["local"]["test"])
     elif data["hub"]["id"] in HUB_TEST_ROWS:
         rows = HUB_TEST_ROWS[data["hub"]["id"]]
     else:
@@ -214,10 +217,7 @@ def count_benchmark_problems(benchmarks: list[dict], data: dict) -> int:
         if b.get("local") == LONGER_FILE and data["source"] == "synthetic":
             rows += data["synthetic"]["n_longer"]
         elif "local" in b:
-            import pandas as pd
-
-            path = Path(b["local"])
-            rows += len(pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=path.suffix == ".jsonl"))
+            rows += local_rows(b["local"])
         elif b["hub"]["id"] in HUB_TEST_ROWS:
             rows += HUB_TEST_ROWS[b["hub"]["id"]]
         else:

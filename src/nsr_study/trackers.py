@@ -13,6 +13,8 @@ import logging
 import secrets
 from pathlib import Path
 
+from nsr_study.config import flat
+
 log = logging.getLogger(__name__)
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
@@ -21,17 +23,6 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 def run_name(cell: dict) -> str:
     """The cell's name in every tracker: ``model/objective/seed<s>``."""
     return f"{cell['model_name']}/{cell['objective']}/seed{cell['seed']}"
-
-
-def flat(config: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1e-6}}`` → ``{"train.lr": 1e-6}``: MLflow params are flat."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out |= flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def scalars(record: dict) -> dict[str, float]:
