@@ -81,13 +81,18 @@ def tiny_policy(tmp_path_factory):
 
 def test_batch_size_and_sharding_change_no_sample(tiny_policy):
     """Each prompt samples from its own stream: 12 sequences in one call, 2 prompts per call or
-    1 prompt per call give the same rollouts; so do the problems split in two shards keyed by
+    1 prompt per call give the same rollouts, in the prompts' order (also given backwards); so do the problems split in two shards keyed by
     id, in another order. Another seed draws other tokens (the comparison can fail)."""
     model, tokenizer, prompts = tiny_policy
     keys = [f"p{i}" for i in range(len(prompts))]
     runs = [HFBackend(model, tokenizer, batch_size=b).generate(prompts, 2, 1.0, 0.95, 16, seed=5, keys=keys)
             for b in (64, 4, 2)]
     assert runs[0].response_ids == runs[1].response_ids == runs[2].response_ids
+    assert runs[2].prompt_ids == [p for p in prompts for _ in (0, 1)]  # batched shortest first, returned as given
+    backwards = HFBackend(model, tokenizer, batch_size=2).generate(prompts[::-1], 2, 1.0, 0.95, 16, seed=5,
+                                                                   keys=keys[::-1])
+    assert [backwards.response_ids[2 * j : 2 * j + 2] for j in range(len(prompts))][::-1] == \
+        [runs[0].response_ids[2 * i : 2 * i + 2] for i in range(len(prompts))]
     backend = HFBackend(model, tokenizer, batch_size=64)
     order = list(range(len(prompts)))[::-1]
     first, second = order[:2], order[2:]

@@ -184,15 +184,20 @@ class HFBackend:
                  max_new_tokens: int, seed: int = 0, keys=None) -> Rollouts:
         """``temperature == 0`` is greedy. Otherwise prompt i samples from its own stream,
         ``prompt_seeds(seed, keys)[i]`` (``keys``: positions 0, 1, … unless given), so
-        ``batch_size`` changes no sample (``SeededSampling``)."""
+        ``batch_size`` changes no sample (``SeededSampling``). Prompts are batched shortest
+        first: a call decodes until its longest answer ends, and short prompts (easy problems)
+        have short answers, so like batches stop early; the rows come back in the given order."""
         from transformers import LogitsProcessorList
 
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        prompt_ids = [prompt_ids[i] for i in order]
         if temperature > 0:
-            seeds = prompt_seeds(seed, range(len(prompt_ids)) if keys is None else keys)
+            seeds = prompt_seeds(seed, range(len(order)) if keys is None else keys)
+            seeds = [seeds[i] for i in order]
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        out = Rollouts([], [], [], [])
+        rows = []  # (response, truncated) per sample, in ``order``
         per_call = prompts_per_call(n, self.batch_size)
         # on several FSDP2 ranks every rank makes as many generate calls (each decoding step
         # gathers the weights collectively, synced_gpus), one on a stand-in prompt when its share ran out
@@ -216,9 +221,11 @@ class HFBackend:
                     max_new_tokens=max_new_tokens, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos),
                     do_sample=False, top_k=None, synced_gpus=ranks > 1, **sampling, **fast,
                 )[:, width:].tolist()
-            for j, tokens in enumerate(gen if real else []):
-                resp, trunc = cut_at_eos(tokens, self.eos)
-                out.prompt_ids.append(chunk[j // n])
+            rows += [cut_at_eos(tokens, self.eos) for tokens in (gen if real else [])]
+        out = Rollouts([], [], [], [])
+        for i in sorted(range(len(order)), key=order.__getitem__):  # back to the given order
+            for resp, trunc in rows[i * n : (i + 1) * n]:
+                out.prompt_ids.append(prompt_ids[i])
                 out.response_ids.append(resp)
                 out.truncated.append(trunc)
         out.texts = self.tokenizer.batch_decode(out.response_ids, skip_special_tokens=True)
