@@ -172,7 +172,7 @@ def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
     config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf", hf_compiled=False), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
     runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
-    return [sys.executable, "-m", "nsr_study.evaluate", "shard", "--model", str(root / "model"), "--test",
+    return [sys.executable, "-m", "nsr_study.evaluate", "--model", str(root / "model"), "--test",
             str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
             "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
 

@@ -7,7 +7,9 @@ import pytest
 
 from conftest import demo_config, tiny_cell_dir
 from nsr_study.data import read_jsonl, write_jsonl
-from nsr_study.evaluate import evaluate, main, shard_rows, summarize_evaluation
+from nsr_study.evaluate import evaluate, main, shard_rows
+from nsr_study.summary import main as summary_main
+from nsr_study.summary import summarize_evaluation
 
 
 def test_shards_are_balanced_blocks_in_table_order():
@@ -46,9 +48,9 @@ def test_merged_shards_equal_the_unsharded_evaluation_problem_by_problem(tiny, t
     config = json.dumps(cfg | {"label": label})
     shards = [tmp_path / f"shard{k}.json" for k in range(3)]
     for k, out in enumerate(shards):
-        main(["shard", "--model", str(root / "model"), "--test", str(test), "--shard", f"{k}/3", "--config", config,
+        main(["--model", str(root / "model"), "--test", str(test), "--shard", f"{k}/3", "--config", config,
               "--out", str(out)])
-    main(["merge", "--config", config, "--metrics", str(tmp_path / "metrics.json"),
+    summary_main(["--config", config, "--metrics", str(tmp_path / "metrics.json"),
           "--problems", str(tmp_path / "problems.jsonl"), *map(str, shards)])
     merged = read_jsonl(tmp_path / "problems.jsonl")
     assert [len(json.loads(s.read_text())["problems"]) for s in shards] == [3, 3, 2]

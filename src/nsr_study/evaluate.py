@@ -8,8 +8,8 @@ at the configured temperature/top_p (paper: T=0.6, top_p=0.95), overall and by l
 subject; mean response length and truncation rate of the samples; mean token entropy of the
 greedy responses; grading statuses. The same rollout backends as training.
 
-Run by the evaluate rules as ``python -m nsr_study.evaluate shard ...`` per shard and by the
-merge rule as ``python -m nsr_study.evaluate merge ...``. With ``--ranks N`` (the model's
+Run by the evaluate rules as ``python -m nsr_study.evaluate ...``, one job per shard; the merge
+rule's ``python -m nsr_study.summary`` combines the shards. With ``--ranks N`` (the model's
 ``gpus``) a shard's problems are split further over N FSDP2 ranks (``nsr_study.distributed``),
 each rank generating, grading and scoring its contiguous share (samples seeded by problem id, so
 the same rows as on one rank), and rank 0 writes the gathered rows in table order.
@@ -22,22 +22,21 @@ import json
 import logging
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nsr_study import distributed
 from nsr_study.batch import Sample, autocast, collate
-from nsr_study.data import read_jsonl, write_jsonl
+from nsr_study.data import read_jsonl
 from nsr_study.devices import compute_device
-from nsr_study.grading import STATUSES, Grader
+from nsr_study.grading import Grader
 from nsr_study.loading import load_causal_lm, load_tokenizer
 from nsr_study.logprobs import token_logprobs
-from nsr_study.metrics import summarize
 from nsr_study.prompts import pad_token_id, problem_prompt_ids
 from nsr_study.rollout import make_backend
+from nsr_study.summary import benchmark_groups
 
 log = logging.getLogger("nsr_study.evaluate")
 
@@ -93,29 +92,6 @@ def model_context(model_path: str) -> int:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(model_path, trust_remote_code=False).max_position_embeddings
-
-
-def benchmark_groups(records: list[dict], settings: dict[str, dict], default: dict) -> dict[str, dict]:
-    """{test set: {indices, n, max_new_tokens}} in the order the sets first appear; a set's
-    ``n``/``max_new_tokens`` from ``settings`` (``evaluate.benchmarks``), else ``default``'s."""
-    groups: dict[str, dict] = {}
-    for i, r in enumerate(records):
-        name = r["benchmark"]
-        if name not in groups:
-            own = settings.get(name, {})
-            groups[name] = {"indices": [], **{k: own.get(k, default[k]) for k in ("n", "max_new_tokens")}}
-        groups[name]["indices"].append(i)
-    return groups
-
-
-def breakdown(problems: list[dict], n: int, key: str) -> dict:
-    """``summarize`` per value of ``key`` (level, subject); {} for a set without that label
-    (competition sets: the aggregate's breakdown says so)."""
-    groups = defaultdict(list)
-    for p in problems:
-        if p[key] is not None:
-            groups[p[key]].append(p)
-    return {v: summarize(ps, n) for v, ps in sorted(groups.items())}
 
 
 def shard_rows(records: list[dict], shard: int, shards: int) -> list[dict]:
@@ -192,42 +168,7 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
     return distributed.gather(problems)
 
 
-def summarize_set(problems: list[dict], n: int, max_new_tokens: int, cfg: dict) -> dict:
-    """One test set's summary (``summarize``, with lengths, entropy, grading counts and the
-    level/subject breakdown) from its problem rows alone."""
-    statuses = Counter({s: 0 for s in STATUSES})
-    greedy_statuses = statuses.copy()
-    greedy_statuses.update(p["greedy_status"] for p in problems)
-    for p in problems:
-        statuses.update(p["sampled_statuses"])
-    summary = summarize(problems, n)
-    summary.update(
-        n=n, temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=max_new_tokens,
-        response_length_mean=sum(p["sampled_tokens"] for p in problems) / (n * len(problems)),
-        truncation_rate=sum(p["sampled_truncated"] for p in problems) / (n * len(problems)),
-        greedy_truncation_rate=float(np.mean([p["greedy_truncated"] for p in problems])),
-        token_entropy_mean=float(np.mean([p["greedy_entropy"] for p in problems])),
-        grading_greedy=dict(greedy_statuses), grading_sampled=dict(statuses),
-        by_level=breakdown(problems, n, "level"), by_subject=breakdown(problems, n, "subject"),
-    )
-    return summary
-
-
-def summarize_evaluation(problems: list[dict], facts: list[dict], cfg: dict) -> dict:
-    """The summary of one evaluation from its problem rows (all shards, in table order) and each
-    shard's run facts, one ``summarize_set`` per test set under ``benchmarks``: a pure function
-    of the rows, so merged shards equal one unsharded run."""
-    records = [{"benchmark": p["benchmark"]} for p in problems]
-    groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
-    return dict(
-        benchmarks={name: summarize_set([problems[i] for i in g["indices"]], g["n"], g["max_new_tokens"], cfg)
-                    for name, g in groups.items()},
-        device=",".join(sorted({f["device"] for f in facts})), prompt_tokens_max=max(f["prompt_tokens_max"] for f in facts),
-        parameters=facts[0]["parameters"], shards=len(facts), ranks=max(f["ranks"] for f in facts),
-    )
-
-
-def run_shard(argv=None) -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Evaluate one model on one shard of the test problems.")
     ap.add_argument("--model", required=True, help="hub id or directory (a base model or a trained policy)")
     ap.add_argument("--test", required=True)
@@ -247,7 +188,7 @@ def run_shard(argv=None) -> None:
     cfg = json.loads(args.config)
     label = cfg["label"]
     shard, shards = map(int, args.shard.split("/"))
-    gpus = distributed.begin("nsr_study.evaluate", ["shard", *(sys.argv[2:] if argv is None else argv)], args.ranks,
+    gpus = distributed.begin("nsr_study.evaluate", sys.argv[1:] if argv is None else argv, args.ranks,
                              args.gpus, f"evaluate {label['model']}/{label['objective']}"
                              + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
     if args.threads:
@@ -266,38 +207,6 @@ def run_shard(argv=None) -> None:
     distributed.finish()
 
 
-def merge(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Merge the shards of one evaluation into its summary and problem rows.")
-    ap.add_argument("--config", required=True, help="JSON: evaluate{} and label{}, as given to the shards")
-    ap.add_argument("--metrics", required=True, help="output JSON summary")
-    ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
-    ap.add_argument("--log", default=None)
-    ap.add_argument("shards", nargs="+", help="the shards' JSON outputs, in shard order")
-    args = ap.parse_args(argv)
-    from nsr_study.logs import setup_logging
-
-    setup_logging(args.log)
-    cfg = json.loads(args.config)
-    parts = [json.loads(Path(p).read_text()) for p in args.shards]
-    problems = [row for part in parts for row in part["problems"]]
-    facts = [part["facts"] for part in parts if part["facts"] is not None]
-    summary = cfg["label"] | summarize_evaluation(problems, facts, cfg["evaluate"])
-    summary["gpus"] = ",".join(f["gpus"] for f in facts)
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
-    write_jsonl(problems, args.problems, fields=None)
-    for name, b in summary["benchmarks"].items():
-        log.info("%s on %s: greedy accuracy %.3f, %s", cfg["label"], name, b["greedy_accuracy"],
-                 ", ".join(f"{k} {v:.3f}" for k, v in b.items() if k.startswith("pass@") and not k.endswith("_se")))
-
-
-def main(argv=None) -> None:
-    """``python -m nsr_study.evaluate shard …`` or ``… merge …``."""
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {"shard": run_shard, "merge": merge}
-    if not argv or argv[0] not in commands:
-        sys.exit(f"usage: python -m nsr_study.evaluate {{{','.join(commands)}}} ... (--help after the command)")
-    commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
