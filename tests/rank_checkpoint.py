@@ -1,8 +1,9 @@
 """Checkpoints across rank counts for tests/test_distributed.py. As a script under ``torchrun
 --nproc_per_node 2`` (gloo), with arguments ``CKPT SAVE_DIR OUT``: shard a fresh ``model(1)``,
 load checkpoint ``CKPT`` (written by one process) into it and its AdamW, save the result as
-``checkpoint-3`` in ``SAVE_DIR`` from both ranks, and write to ``OUT`` (rank 0) the full state
-the ranks loaded plus the bytes each rank held in the state it saved."""
+``checkpoint-3`` in ``SAVE_DIR`` from both ranks, then try ``checkpoint-4`` with rank 1's disk
+full. Rank 0 writes to ``OUT`` the full state the ranks loaded, the bytes each rank held in the
+state it saved and each rank's error from the failed write."""
 
 import sys
 from pathlib import Path
@@ -49,6 +50,25 @@ def local_bytes(state: dict) -> int:
     return 0
 
 
+def failed_write(save_dir: Path, m, opt) -> str:
+    """This rank's error when rank 1 cannot write its shard of ``checkpoint-4``."""
+    import errno
+
+    import torch.distributed as dist
+    import torch.distributed.checkpoint.filesystem as fs
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if dist.get_rank() == 1:
+        fs._write_item = disk_full
+    try:
+        checkpoint.save(save_dir, m, opt, 4, 32, CELL)
+    except RuntimeError as e:
+        return str(e)
+    return "no error"
+
+
 if __name__ == "__main__":
     import torch.distributed as dist
 
@@ -63,6 +83,7 @@ if __name__ == "__main__":
     held = gather([local_bytes(checkpoint.training_state(m, opt))])
     checkpoint.save(save_dir, m, opt, 3, 24, CELL)
     loaded = full_state(m, opt)
+    errors = gather([failed_write(save_dir, m, opt)])
     if dist.get_rank() == 0:
-        torch.save(dict(loaded=loaded, held=held), out)
+        torch.save(dict(loaded=loaded, held=held, errors=errors), out)
     dist.destroy_process_group()

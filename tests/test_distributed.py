@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,12 +82,14 @@ def test_checkpoints_reshard_between_one_and_two_ranks_and_no_rank_holds_the_who
     """One process's checkpoint (after two AdamW steps) loads on 2 FSDP2 ranks, and theirs back
     in one process: weights, moments, steps and param groups equal exactly both ways (DCP
     reshards; 2 → 2 is the killed run below). On 2 ranks each rank holds, and writes to its
-    own .distcp file, half of the 12 bytes a parameter of training state: none gathers it."""
+    own .distcp file, half of the 12 bytes a parameter of training state: none gathers it.
+    A shard that rank 1 cannot write fails the save on both ranks, naming rank 1, and leaves
+    the previous checkpoint alone."""
     import rank_checkpoint as rc
 
     from nsr_study import checkpoint
 
-    model, opt = rc.model(0), None
+    model = rc.model(0)
     opt = rc.optimizer(model)
     ids = torch.arange(64).reshape(2, 32)
     for _ in range(2):
@@ -110,6 +113,12 @@ def test_checkpoints_reshard_between_one_and_two_ranks_and_no_rank_holds_the_who
     shards = {n: f["bytes"] / whole for n, f in manifest["files"].items() if n.endswith(".distcp")}
     assert manifest["ranks"] == 2 and sorted(shards) == ["__0_0.distcp", "__1_0.distcp"]
     assert all(0.5 < x < 0.53 for x in shards.values()), shards  # DCP's ~1.7 kB a tensor are not halved
+
+    assert out["errors"][0] == out["errors"][1]
+    assert re.fullmatch(r"writing checkpoint .*checkpoint-4 failed \(rank 1: OSError: \[Errno 28\] No space left on "
+                        r"device\); the previous checkpoint checkpoint-3 is intact", out["errors"][0]), out["errors"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint-3"]
+    assert checkpoint.rejection(tmp_path / "two" / "checkpoint-3", rc.CELL) is None
 
 
 # ---------------------------------------------------------------- the trainer on two ranks
