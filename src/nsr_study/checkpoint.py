@@ -21,8 +21,8 @@ intact. A run resumes with any number of ranks, 1 included: the model is built f
 A checkpoint is trusted only when its files match the manifest and its config matches the
 run's, up to ``train.steps`` (a larger ``steps`` continues a run). Runtime-only knobs
 (``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison,
-as is the number of ranks. Anything else (a checkpoint of the older safetensors format included) starts the
-run afresh, and the log says which checkpoint was rejected and why.
+as is the number of ranks. Anything else (a checkpoint in the older safetensors format included)
+starts the run afresh, and the log says which checkpoint was rejected and why.
 
 The final policy is plain HF safetensors in the compute dtype (``save_policy``): written once
 per cell, it is the one place where a sharded policy is gathered to rank 0.
