@@ -1,6 +1,7 @@
 """Checkpoints are verified before they are trusted, and a failed write loses nothing."""
 
 import errno
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -16,29 +17,52 @@ def cell(**train):
     return {"model_id": "m", "objective": "NSR", "seed": 0, "train": {"steps": 4, "lr": 1e-3} | train}
 
 
+def tiny(seed):
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=1, intermediate_size=32, vocab_size=50))
+
+
 @pytest.fixture
 def saved(tmp_path):
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                         num_key_value_heads=1, intermediate_size=32, vocab_size=50))
+    """checkpoint-2 of a tiny model after one AdamW step (so the moments are not zero)."""
+    model = tiny(0)
     opt = torch.optim.AdamW(model.parameters())
+    model(torch.arange(8)[None], labels=torch.arange(8)[None]).loss.backward()
+    opt.step()
     checkpoint.save(tmp_path, model, opt, 2, 16, cell())
     return tmp_path, model, opt
 
 
 def test_a_good_checkpoint_is_resumed_and_restores_its_state(saved):
+    """Another model and a fresh AdamW take the saved weights, moments and step exactly; the
+    RNG states and (step, cursor) come back. The files are DCP's and ours, all in the manifest."""
     work, model, opt = saved
-    assert checkpoint.resumable(work, cell()) == work / "checkpoint-2"
-    assert checkpoint.load_state(work / "checkpoint-2", model, opt) == (2, 16)
+    ckpt = work / "checkpoint-2"
+    assert checkpoint.resumable(work, cell()) == ckpt
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert set(manifest["files"]) == {".metadata", "__0_0.distcp", "trainer_state.pt"} and manifest["ranks"] == 1
+    rng = torch.get_rng_state()
+    torch.rand(3)
+    other = tiny(1)
+    fresh = torch.optim.AdamW(other.parameters())
+    checkpoint.load_state(ckpt, other, fresh)
+    assert checkpoint.load_progress(ckpt) == (2, 16) and torch.equal(torch.get_rng_state(), rng)
+    want, got = model.state_dict(), other.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert a["param_groups"] == b["param_groups"] and len(a["state"]) == len(b["state"]) == len(want)
+    for i, s in a["state"].items():
+        assert s["exp_avg"].abs().max() > 0 and all(torch.equal(s[k], b["state"][i][k]) for k in s)
 
 
-def test_a_truncated_weights_file_is_rejected_with_its_reason(saved, caplog):
+def test_a_truncated_shard_is_rejected_with_its_reason(saved, caplog):
     work, _, _ = saved
-    weights = work / "checkpoint-2" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    shard = work / "checkpoint-2" / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     with caplog.at_level(logging.WARNING):
         assert checkpoint.resumable(work, cell()) is None
-    assert f"not resuming from {work / 'checkpoint-2'}: model.safetensors has" in caplog.text
+    assert f"not resuming from {work / 'checkpoint-2'}: __0_0.distcp has" in caplog.text
 
 
 def test_a_flipped_byte_is_caught_by_the_hash(saved):
@@ -50,7 +74,7 @@ def test_a_flipped_byte_is_caught_by_the_hash(saved):
     assert "does not match its hash" in checkpoint.rejection(work / "checkpoint-2", cell())
 
 
-def test_config_and_steps_decide_resumption(saved):
+def test_config_steps_and_format_decide_resumption(saved):
     work, _, _ = saved
     ckpt = work / "checkpoint-2"
     assert "changed: train.lr" in checkpoint.rejection(ckpt, cell(lr=1e-4))
@@ -58,15 +82,22 @@ def test_config_and_steps_decide_resumption(saved):
     assert "past train.steps = 1" in checkpoint.rejection(ckpt, cell(steps=1))
     assert checkpoint.rejection(ckpt, cell(micro_batch_size=1, threads=8, generation_batch_size=3)) is None  # runtime-only
     assert "changed: train.hf_compiled" in checkpoint.rejection(ckpt, cell(hf_compiled=True))  # samples differ
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    del manifest["format"]  # as written before DCP: safetensors weights, full optimizer state
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    assert checkpoint.rejection(ckpt, cell()) == ("it is in an older format (HF safetensors + trainer_state.pt, "
+                                                  "not torch.distributed.checkpoint)")
 
 
-def test_a_failed_write_keeps_the_previous_checkpoint(saved, monkeypatch):
+def disk_full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["torch.distributed.checkpoint.filesystem._write_item", "nsr_study.checkpoint._files"])
+def test_a_failed_write_keeps_the_previous_checkpoint(saved, monkeypatch, where):
+    """A shard that DCP cannot write (its error names the rank), or rank 0's manifest."""
     work, model, opt = saved
-
-    def disk_full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(model, "save_pretrained", disk_full)
+    monkeypatch.setattr(where, disk_full)
     with pytest.raises(RuntimeError, match="checkpoint-3 failed .*No space left.* previous checkpoint checkpoint-2 is intact"):
         checkpoint.save(work, model, opt, 3, 24, cell())
     assert [p.name for p in work.iterdir() if p.name.startswith((".", "checkpoint"))] == ["checkpoint-2"]

@@ -1,23 +1,31 @@
 """Resumable training state in a cell's work directory, outside the rule's outputs (which
 Snakemake deletes before a rerun).
 
-A checkpoint is ``checkpoint-<step>/``: the policy (safetensors), ``trainer_state.pt``
-(optimizer state keyed by parameter name, RNG states, step, data cursor) and ``manifest.json``, written last, holding every
-file's size and xxh3 hash and the cell config it was trained with. It is written in a temporary
-folder and renamed into place, and older checkpoints are deleted only after that, so a kill or
-a failed write at any moment leaves the previous checkpoint intact.
+A checkpoint is ``checkpoint-<step>/``, in one format for any number of ranks:
+
+- the weights and AdamW state, keyed by parameter name, saved with
+  ``torch.distributed.checkpoint`` (DCP): each rank writes its own shards to ``__<rank>_0.distcp``
+  and rank 0 the index ``.metadata``, so no rank gathers the full state (7B: 30 GB of fp32
+  weights and 61 GB of moments would otherwise pass through rank 0's host memory);
+- ``trainer_state.pt``: step, data cursor and rank 0's RNG states, written by rank 0;
+- ``manifest.json``, written last by rank 0: every file's size and xxh3 hash (all ranks'
+  shards included: the ranks share the work directory's file system), the number of ranks
+  that wrote it, and the cell config it was trained with.
+
+It is written in a temporary folder and renamed into place, and older checkpoints are deleted
+only after that, so a kill or a failed write at any moment leaves the previous checkpoint
+intact. A run resumes with any number of ranks, 1 included: the model is built from the cell's
+``model_id`` and sharded as usual, then each rank reads its pieces and DCP reshards
+(tests/test_distributed.py: 2 → 2, 2 → 1, 1 → 2).
 
 A checkpoint is trusted only when its files match the manifest and its config matches the
 run's, up to ``train.steps`` (a larger ``steps`` continues a run). Runtime-only knobs
-(``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison.
-Anything else starts the run afresh, and the log says which checkpoint was rejected and why.
+(``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison,
+as is the number of ranks. Anything else (a checkpoint in the older safetensors format included)
+starts the run afresh, and the log says which checkpoint was rejected and why.
 
-On several ranks (``nsr_study.distributed``) the full weights and optimizer state are gathered
-to rank 0, which writes the same files: a checkpoint does not depend on the number of ranks, so
-a job resumes with any ``gpus``, 1 included (tests/test_distributed.py). This costs rank 0 the
-full state in CPU memory while saving (7B: 30 GB of weights and 61 GB of AdamW moments);
-sharded ``torch.distributed.checkpoint`` files would avoid that and are the next step for
-models past 7B.
+The final policy is plain HF safetensors in the compute dtype (``save_policy``): written once
+per cell, it is the one place where a sharded policy is gathered to rank 0.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import json
 import logging
 import random
 import shutil
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +47,8 @@ from nsr_study.config import RUNTIME_ONLY, flat
 
 log = logging.getLogger("nsr_study.checkpoint")
 MANIFEST = "manifest.json"
+TRAINER_STATE = "trainer_state.pt"  # rank 0's step, data cursor and RNG states
+FORMAT = "torch.distributed.checkpoint"  # manifests before it had no format: weights were safetensors
 
 
 def fingerprint(cell: dict) -> dict:
@@ -74,52 +86,87 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_weights(model, folder: Path) -> None:
-    """The policy as plain HF safetensors in ``folder``, however many ranks hold it: a sharded
-    policy is gathered to rank 0, which writes it (collective: every rank must call)."""
-    rank, _ = distributed.world()
-    weights = distributed.full_state_dict(model) if distributed.is_sharded(model) else None
-    if rank == 0:
-        model.save_pretrained(folder, state_dict=weights, safe_serialization=True)
-
-
-def optimizer_state(model, optimizer) -> dict:
-    """The optimizer state keyed by parameter name, full (on rank 0 when sharded; collective)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+def training_state(model, optimizer) -> dict:
+    """The model and optimizer state as DCP saves and loads it: keyed by parameter name, each
+    rank's own shards (DTensors) when the model is sharded, plain tensors on one rank, so no
+    rank gathers the full state and any number of ranks can read it back (DCP reshards).
+    Collective when sharded."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
 
     if distributed.is_sharded(model):
-        return distributed.full_optimizer_state(model, optimizer)
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+        model.reshard()  # FSDP2's root stays gathered after a forward without backward
+    weights, optim = get_state_dict(model, optimizer)
+    return dict(model=weights, optimizer=optim)
+
+
+def _dcp(action, state: dict, folder: Path) -> None:
+    """``dcp.save`` or ``dcp.load`` of ``state`` in ``folder``, on every rank; without a process
+    group DCP works in this process alone (the warning saying so is expected here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        action(state, checkpoint_id=folder)
+
+
+def _reason(e: BaseException) -> str:
+    """One line per failed rank for DCP's ``CheckpointException`` (which carries tracebacks)."""
+    failures = getattr(e, "failures", None)
+    if not failures:
+        return str(e)
+    return "; ".join(f"rank {r}: {traceback.format_exception_only(type(x), x)[-1].strip()}"
+                     for r, (x, _) in sorted(failures.items()))
 
 
 def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Path:
     """Write ``checkpoint-<step>`` completely (manifest last), rename it into place, then delete
-    older checkpoints. A failed write removes its partial folder and raises, naming the
-    checkpoint that stays valid. On several ranks every rank calls it; rank 0 writes."""
+    older checkpoints; collective: every rank calls it and writes its own shards, rank 0 the
+    rest. A failed write removes its partial folder and raises on every rank, naming the
+    checkpoint that stays valid."""
+    from torch.distributed.checkpoint import CheckpointException, save as dcp_save
+
     target, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
-    optim = optimizer_state(model, optimizer)
-    if distributed.world()[0] != 0:
-        save_weights(model, tmp)
-        distributed.barrier()
-        return target
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        save_weights(model, tmp)
-        torch.save(dict(optimizer=optim, rng=rng_state(), step=step, cursor=cursor), tmp / "trainer_state.pt")
-        manifest = dict(step=step, cursor=cursor, config=fingerprint(cell), files=_files(tmp))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    except Exception as e:  # OSError, or safetensors' own error type for a full disk
+    rank = distributed.world()[0]
+    if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        kept = [p.name for p in checkpoints(work)]
-        raise RuntimeError(f"writing checkpoint {target} failed ({e}); "
-                           f"{'the previous checkpoint ' + kept[0] + ' is intact' if kept else 'no earlier checkpoint exists'}") from e
-    for old in checkpoints(work):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()  # no rank writes into a stale temporary folder
+    failure = None
+    try:
+        _dcp(dcp_save, training_state(model, optimizer), tmp)  # returns once every rank's shards are written
+        if rank == 0:
+            _seal(tmp, target, step, cursor, cell)
+    except (Exception, CheckpointException) as e:  # OSError on a full disk; DCP's own error is a BaseException
+        failure = e
+    _raise_if_any_failed(work, tmp, target, failure)
+    if rank == 0:
+        for old in checkpoints(work):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
     return target
+
+
+def _seal(tmp: Path, target: Path, step: int, cursor: int, cell: dict) -> None:
+    """Rank 0's part of a checkpoint, once every rank's shards are in ``tmp``: the trainer
+    state, then the manifest of every file, then the rename into place."""
+    torch.save(dict(rng=rng_state(), step=step, cursor=cursor), tmp / TRAINER_STATE)
+    manifest = dict(format=FORMAT, ranks=distributed.world()[1], step=step, cursor=cursor,
+                    config=fingerprint(cell), files=_files(tmp))
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _raise_if_any_failed(work: Path, tmp: Path, target: Path, failure: BaseException | None) -> None:
+    """Raise on every rank when any rank's part of the write failed (collective), after rank 0
+    removed the partial folder: the job stops with the same message everywhere."""
+    errors = [x for x in distributed.gather([_reason(failure) if failure else None]) if x]
+    if not errors:
+        return
+    if distributed.world()[0] == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    kept = [p.name for p in checkpoints(work)]
+    raise RuntimeError(f"writing checkpoint {target} failed ({'; '.join(dict.fromkeys(errors))}); "
+                       f"{'the previous checkpoint ' + kept[0] + ' is intact' if kept else 'no earlier checkpoint exists'}"
+                       ) from failure
 
 
 def checkpoints(work: Path) -> list[Path]:
@@ -134,6 +181,8 @@ def rejection(ckpt: Path, cell: dict) -> str | None:
         manifest = json.loads((ckpt / MANIFEST).read_text())
     except (OSError, ValueError) as e:
         return f"unreadable {MANIFEST} ({e})"
+    if manifest.get("format") != FORMAT:
+        return f"it is in an older format ({manifest.get('format', 'HF safetensors + trainer_state.pt')}, not {FORMAT})"
     for name, want in manifest["files"].items():
         path = ckpt / name
         if not path.is_file():
@@ -161,18 +210,23 @@ def resumable(work: Path, cell: dict) -> Path | None:
     return None
 
 
-def load_state(ckpt: Path, model, optimizer) -> tuple[int, int]:
-    """Restore the optimizer and RNG states of a verified checkpoint; returns (step, cursor).
-    ``trainer_state.pt`` is a pickle written by ``save`` and checked against the manifest. A
-    sharded ``model`` takes its share of the full optimizer state, whatever number of ranks
-    wrote it."""
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+def load_state(ckpt: Path, model, optimizer) -> None:
+    """Restore the weights and optimizer state of a verified checkpoint into ``model`` (built
+    from the cell's ``model_id``, sharded or not) and ``optimizer``; collective. Each rank
+    reads the pieces of its own shards, whatever number of ranks wrote them (DCP reshards)."""
+    from torch.distributed.checkpoint import load as dcp_load
+    from torch.distributed.checkpoint.state_dict import set_state_dict
 
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-    if distributed.is_sharded(model):
-        distributed.load_optimizer_state(model, optimizer, state["optimizer"])
-    else:
-        set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
+    state = training_state(model, optimizer)
+    _dcp(dcp_load, state, ckpt)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+def load_progress(ckpt: Path) -> tuple[int, int]:
+    """Restore the RNG states of a verified checkpoint; returns its (step, cursor). Called last
+    before the first step, so the resumed run draws as the uninterrupted one would.
+    ``trainer_state.pt`` is a pickle written by ``save`` and checked against the manifest."""
+    state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
     set_rng_state(state["rng"])
     return state["step"], state["cursor"]
 
@@ -182,7 +236,8 @@ def save_policy(model, tokenizer, folder: str | Path, dtype: str) -> None:
     and the dtype evaluation computes in, ``nsr_study.evaluate`` loads it so), then read the
     files back and compare every tensor with the model's: a policy that does not verify raises,
     so no checkpoint is deleted on its strength (``remove_checkpoints``). A sharded policy is
-    gathered to rank 0, which writes and checks it (collective: every rank calls)."""
+    gathered to rank 0, which writes and checks it (collective: every rank calls): the one full
+    gather of a run, paid once per cell, where users and evaluation need plain HF weights."""
     from safetensors.torch import load_file
 
     Path(folder).mkdir(parents=True, exist_ok=True)

@@ -176,24 +176,10 @@ def is_sharded(model) -> bool:
 
 
 def full_state_dict(model) -> dict:
-    """The full (unsharded) weights on CPU, on rank 0 only (empty elsewhere); collective."""
+    """The full (unsharded) weights on CPU, on rank 0 only (empty elsewhere); collective. Only
+    the final policy needs them (written once per cell); checkpoints stay sharded."""
     model.reshard()  # FSDP2's root stays gathered after a forward without backward
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-
-def full_optimizer_state(model, optimizer) -> dict:
-    """The full optimizer state (parameter names as keys) on CPU, on rank 0 only; collective."""
-    model.reshard()  # the optimizer holds the sharded parameters, not the root's gathered copies
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def load_optimizer_state(model, optimizer, state: dict) -> None:
-    """Shard a full optimizer state (as ``full_optimizer_state`` wrote it, from any number of
-    ranks) into this run's optimizer; collective."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))

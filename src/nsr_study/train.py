@@ -236,16 +236,16 @@ def model_bytes(model) -> int:
 
 
 def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
-    """Policy (from ``ckpt`` when resuming), the frozen reference policy only when this cell's
-    ``kl_coef`` is non-zero (its memory and extra forward pass are spent only there), AdamW,
-    and the rollout backend sampling from the policy. On several ranks both models are loaded
-    on the CPU and sharded (FSDP2 moves each rank's shard to its GPU), after the memory check."""
+    """Policy, the frozen reference policy only when this cell's ``kl_coef`` is non-zero (its
+    memory and extra forward pass are spent only there), AdamW, and the rollout backend
+    sampling from the policy. On several ranks both models are loaded on the CPU and sharded
+    (FSDP2 moves each rank's shard to its GPU), after the memory check. When resuming, the
+    policy and AdamW take ``ckpt``'s state (each rank its shards) before the backend copies the
+    weights."""
     cfg = cell["train"]
     ranks = distributed.world()[1]
-    if ckpt:
-        log.info("resuming from %s", ckpt)
     load_on = "cpu" if ranks > 1 else device
-    model = load_causal_lm(ckpt or cell["model_id"], load_on)
+    model = load_causal_lm(cell["model_id"], load_on)
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # stored in the compute dtype, as verl keeps its reference policy (bf16), which halves its memory
@@ -263,6 +263,9 @@ def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
             distributed.shard(ref_model, cfg["dtype"], device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                   fused=device == "cuda" and ranks == 1)
+    if ckpt:
+        log.info("resuming from %s", ckpt)
+        checkpoint.load_state(ckpt, model, optimizer)
     backend = make_backend(cfg["backend"], model, tokenizer, cell["model_id"], cfg, cell["seed"])
     return model, ref_model, optimizer, backend
 
@@ -311,7 +314,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     train, train_prompts, train_dropped = fitting_prompts(tokenizer, read_jsonl(train_path), cell, "train")
     val, val_prompts, val_dropped = fitting_prompts(tokenizer, read_jsonl(val_path), cell, "validation")
     model, ref_model, optimizer, backend = prepare(cell, ckpt, device, tokenizer)
-    start, cursor = checkpoint.load_state(ckpt, model, optimizer) if ckpt else (0, 0)
+    start, cursor = checkpoint.load_progress(ckpt) if ckpt else (0, 0)
     metrics = Metrics(work / "metrics.jsonl", start,
                       open_trackers(trackers, cell, work, tracker_project, start, tensorboard_dir)) if rank == 0 else None
     emit = metrics.emit if metrics else lambda record: None
