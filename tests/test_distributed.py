@@ -162,16 +162,17 @@ def test_a_dying_rank_ends_the_job_which_resumes_on_two_or_one_ranks(two_rank_ru
     assert [r["step"] for r in recs] == list(range(5)) and [r["ranks"] for r in recs[3:]] == [1, 1]
 
 
-def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
+def eval_cmd(root: Path, out: str, ranks: int, backend: str = "hf") -> list[str]:
     """One evaluation shard (all 8 validation problems, 1/1) of the tiny model."""
     from nsr_study.config import RUNTIME_ONLY
 
     cfg = demo_config()
     t = cfg["train"]
     settings = {k: t[k] for k in ("device", "dtype")} | {k: v for k, v in cfg["evaluate"].items() if k not in RUNTIME_ONLY}
-    config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf", hf_compiled=False), "prompt": cfg["prompt"],
+    config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend=backend, hf_compiled=False), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
-    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
+    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8,
+                                                                             gpu_memory_utilization=0.5)
     return [sys.executable, "-m", "nsr_study.evaluate", "shard", "--model", str(root / "model"), "--test",
             str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
             "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
@@ -228,11 +229,17 @@ def test_memory_check_per_rank_for_the_7b():
     assert check_gpu_share(params, gpu, 0.0, ref, ranks=4) is None
 
 
-def test_the_7b_overlay_loads_and_multi_rank_models_need_the_hf_backends():
+def test_the_7b_overlay_loads_and_multi_rank_models_refuse_only_hf_compiled():
+    """vLLM runs one engine per rank (tests/test_vllm.py), so a model on several ranks takes
+    either backend; hf_compiled's unsharded copy is refused while an hf backend would use it."""
     from conftest import study_config
     from nsr_study.config import semantic_errors
 
     cfg = study_config("config/qwen7b.yaml")
     assert [m["gpus"] for m in cfg["models"]] == [1, 1, 1, 4] and not semantic_errors(cfg)
-    cfg["train"]["backend"] = "vllm"
-    assert any(e.startswith("models[3].gpus: 4 ranks need train.backend and evaluate.backend hf") for e in semantic_errors(cfg))
+    assert (cfg["train"]["backend"], cfg["evaluate"]["backend"]) == ("vllm", "vllm")
+    cfg["train"]["hf_compiled"] = True
+    assert not semantic_errors(cfg)  # unused by vllm
+    cfg["evaluate"]["backend"] = "hf"
+    assert semantic_errors(cfg) == ["models[3].gpus: 4 ranks cannot decode from train.hf_compiled's unsharded copy "
+                                    "(evaluate.backend hf); set train.hf_compiled false, or use the vllm backend"]
