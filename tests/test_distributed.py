@@ -162,17 +162,16 @@ def test_a_dying_rank_ends_the_job_which_resumes_on_two_or_one_ranks(two_rank_ru
     assert [r["step"] for r in recs] == list(range(5)) and [r["ranks"] for r in recs[3:]] == [1, 1]
 
 
-def eval_cmd(root: Path, out: str, ranks: int, backend: str = "hf") -> list[str]:
+def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
     """One evaluation shard (all 8 validation problems, 1/1) of the tiny model."""
     from nsr_study.config import RUNTIME_ONLY
 
     cfg = demo_config()
     t = cfg["train"]
     settings = {k: t[k] for k in ("device", "dtype")} | {k: v for k, v in cfg["evaluate"].items() if k not in RUNTIME_ONLY}
-    config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend=backend, hf_compiled=False), "prompt": cfg["prompt"],
+    config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf", hf_compiled=False), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
-    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8,
-                                                                             gpu_memory_utilization=0.5)
+    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
     return [sys.executable, "-m", "nsr_study.evaluate", "shard", "--model", str(root / "model"), "--test",
             str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
             "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
