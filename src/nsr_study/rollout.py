@@ -248,12 +248,13 @@ class VLLMBackend:
     (vLLM 0.32 counts the launch's world as tp × dp: with dp 1, rank 1 fails in gloo with
     "rank < size"). vLLM then keeps the engines in lockstep: each engine step all-reduces over
     the data-parallel group whether any rank has work left, and a rank that has finished runs
-    dummy batches until all have. So every rank must make the same ``generate`` calls (the
-    trainer and the evaluation do: one per rollout, greedy or sampled pass), even with an empty
-    share, which vLLM runs as a call without requests. The sync gathers every parameter with
-    ``full_tensor()`` in ``state_dict`` order, the same on every rank (a collective), one
-    tensor at a time as the engine loads them.
-    """
+    dummy batches until all have. So every rank must make the same ``generate`` calls, even
+    with an empty share, which vLLM runs as a call without requests; one call more on a rank
+    hangs the job in that all-reduce. The trainer and the evaluation do: every rank makes one
+    call for a step's rollouts and one per greedy or sampled pass. The sync gathers every parameter with
+    ``full_tensor()`` in ``state_dict`` order, the same on every rank (a collective), as a
+    stream: the engine holds one layer's gathered tensors at a time (vLLM's layerwise reload
+    buffers a layer's inputs, e.g. q, k and v of its fused projection, until it has them all)."""
 
     def __init__(self, model_id: str, tokenizer, eos: set[int], seed: int, max_model_len: int,
                  device: str, dtype: str, gpu_memory_utilization: float):
