@@ -56,6 +56,16 @@ def test_a_good_checkpoint_is_resumed_and_restores_its_state(saved):
         assert s["exp_avg"].abs().max() > 0 and all(torch.equal(s[k], b["state"][i][k]) for k in s)
 
 
+def test_no_checkpoint_before_the_first_optimizer_step(tmp_path):
+    """Saving would run AdamW's zero-lr initialising step (step count 1, zero moments): a run
+    whose first steps were all skipped would then take a smaller first real update than the
+    same run never checkpointed. So nothing is written, and the optimizer stays untouched."""
+    model = tiny(0)
+    opt = torch.optim.AdamW(model.parameters())
+    assert checkpoint.save(tmp_path, model, opt, 2, 16, cell()) is None
+    assert list(tmp_path.iterdir()) == [] and not opt.state
+
+
 def test_a_truncated_shard_is_rejected_with_its_reason(saved, caplog):
     work, _, _ = saved
     shard = work / "checkpoint-2" / "__0_0.distcp"
@@ -114,8 +124,11 @@ def test_a_full_tmpfs_fails_the_write_cleanly(tmp_path):
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                                              num_key_value_heads=1, intermediate_size=128, vocab_size=500))
+        opt = torch.optim.AdamW(model.parameters())
+        model(torch.arange(8)[None], labels=torch.arange(8)[None]).loss.backward()
+        opt.step()
         with pytest.raises(RuntimeError, match="failed .* no earlier checkpoint exists"):
-            checkpoint.save(mnt, model, torch.optim.AdamW(model.parameters()), 1, 8, cell())
+            checkpoint.save(mnt, model, opt, 1, 8, cell())
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)

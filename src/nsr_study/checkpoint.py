@@ -116,13 +116,20 @@ def _reason(e: BaseException) -> str:
                      for r, (x, _) in sorted(failures.items()))
 
 
-def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Path:
+def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Path | None:
     """Write ``checkpoint-<step>`` completely (manifest last), rename it into place, then delete
     older checkpoints; collective: every rank calls it and writes its own shards, rank 0 the
     rest. A failed write removes its partial folder and raises on every rank, naming the
-    checkpoint that stays valid."""
+    checkpoint that stays valid.
+
+    Before the first optimizer step (every step so far skipped) nothing is written: a fresh
+    start redoes the same seeded draws, while DCP would fill the empty AdamW state with a zero-lr
+    step whose step count shifts the first real update's bias correction."""
     from torch.distributed.checkpoint import CheckpointException, save as dcp_save
 
+    if not optimizer.state:  # the same on every rank: all take the same optimizer steps
+        log.info("no checkpoint at step %d: no optimizer step yet, a fresh start redoes the same draws", step)
+        return None
     target, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
     rank = distributed.world()[0]
     if rank == 0:
