@@ -292,6 +292,24 @@ def test_memory_check_per_rank_for_the_7b():
     assert check_gpu_share(params, gpu, 0.0, ref, ranks=4) is None
 
 
+def test_the_vllm_share_must_hold_the_whole_7b_and_one_sequence():
+    """Qwen2.5-7B's engine on every rank: 7.62e9 × 2 B = 15.23 GB of bf16 weights, and KV cache
+    of 2 × 28 layers × 4 KV heads × 128 × 2 B = 57,344 B per token, 0.23 GB for 4,096 tokens:
+    15.47 GB, 0.1934 of an 80 GB GPU. 0.19 is refused naming 0.20; the overlays' shares pass."""
+    from transformers import Qwen2Config
+
+    from nsr_study.train import check_engine_share, kv_bytes_per_token
+
+    shape = Qwen2Config(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4)
+    kv = kv_bytes_per_token(shape, 2)
+    assert kv == 57_344
+    params, gpu = 7_615_616_512, 80 * 10**9
+    with pytest.raises(ValueError, match=r"needs 14\.2 GiB for the model's weights and 0\.22 GiB .* at least 0\.20"):
+        check_engine_share(params, kv, 4096, gpu, 0.19, 2)
+    for share in (0.25, 0.35):  # config/qwen7b.yaml, config/paper.yaml
+        check_engine_share(params, kv, 4096, gpu, share, 2)
+
+
 def test_the_7b_overlay_loads_and_multi_rank_models_refuse_only_hf_compiled():
     """vLLM runs one engine per rank (tests/test_vllm.py), so a model on several ranks takes
     either backend; hf_compiled's unsharded copy is refused while an hf backend would use it."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -230,6 +231,27 @@ def check_gpu_share(n_params: int, gpu_bytes: int, share: float, reference_bytes
     return None
 
 
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """KV-cache bytes per token of a decoder: keys and values, every layer, every KV head."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype_bytes
+
+
+def check_engine_share(n_params: int, kv_per_token: int, max_len: int, gpu_bytes: int, share: float,
+                       dtype_bytes: int) -> None:
+    """Refuse, before any work, a ``train.gpu_memory_utilization`` whose share of the GPU cannot
+    hold what the colocated vLLM engine needs at the least: the whole model's weights in the
+    compute dtype (each rank's engine holds all of them) and the KV cache of one sequence of
+    ``max_len`` tokens. vLLM would otherwise fail in its start-up, after the models are loaded.
+    A necessary condition only: vLLM's own activation peak, profiled at start-up, comes on top."""
+    weights, kv = n_params * dtype_bytes, kv_per_token * max_len
+    if weights + kv > share * gpu_bytes:
+        raise ValueError(f"train.gpu_memory_utilization = {share} gives the vLLM engine {share * gpu_bytes / 2**30:.1f} GiB "
+                         f"of this GPU's {gpu_bytes / 2**30:.0f} GiB; it needs {weights / 2**30:.1f} GiB for the "
+                         f"model's weights and {kv / 2**30:.2f} GiB of KV cache for one sequence of {max_len} "
+                         f"tokens: raise it to at least {math.ceil(100 * (weights + kv) / gpu_bytes) / 100:.2f}")
+
+
 def model_bytes(model) -> int:
     """Bytes of a model's weights (0 for none)."""
     return sum(p.numel() * p.element_size() for p in model.parameters()) if model is not None else 0
@@ -257,6 +279,11 @@ def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
                                   share, reference_bytes=model_bytes(ref_model), ranks=ranks)
         if warning:
             log.warning(warning)
+        if cfg["backend"] == "vllm":
+            dtype_bytes = getattr(torch, cfg["dtype"]).itemsize
+            check_engine_share(sum(p.numel() for p in model.parameters()), kv_bytes_per_token(model.config, dtype_bytes),
+                               cfg["max_prompt_tokens"] + cfg["max_new_tokens"], torch.cuda.mem_get_info()[1],
+                               share, dtype_bytes)
     if ranks > 1:
         distributed.shard(model, cfg["dtype"], device)
         if ref_model is not None:
