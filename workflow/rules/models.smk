@@ -12,12 +12,12 @@ rule build_tiny_model:
         "logs/models/{model}.log",
     benchmark:
         "benchmarks/models/{model}.tsv"
-    conda:
-        "../../envs/train-gpu.yaml"
-    threads: 1
     # every job of a model waits on its build: all builds first, or a build left for later runs
     # alone on the critical path (the demo once started tiny-m's SFT at 343 s of 557, a core idle)
     priority: 1
+    conda:
+        "../../envs/train-gpu.yaml"
+    threads: 1
     params:
         spec=lambda w: MODELS[w.model]["tiny"],
         prompt=config["prompt"],
