@@ -143,8 +143,10 @@ def test_sigkill_then_rerun_resumes_to_the_same_end(setup, plain):
 def test_changed_setting_starts_afresh_saying_why(setup, plain):
     root, cell = setup
     changed = cell | {"train": cell["train"] | {"lr": cell["train"]["lr"] * 10}}
-    res = rerun_on_a_copy(root, changed, "changed")
+    res = rerun_on_a_copy(root, changed, "changed", runtime=dict(keep_checkpoint=False))
     assert "not resuming from" in res.stderr and "changed: train.lr" in res.stderr
+    # train.keep_checkpoint false: the checkpoints go once the policy is saved and verified
+    assert not list((root / "changed" / "work").glob("checkpoint-*")) and "deleted " in res.stderr
     recs = read_jsonl(root / "changed" / "metrics.jsonl")
     assert [r["step"] for r in recs] == list(range(7)) and all(r["lr"] == changed["train"]["lr"] for r in recs[1:])
 
@@ -179,7 +181,7 @@ def test_the_rollout_engine_syncs_once_per_step_after_the_last_optimizer_step(se
 
 def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
     root, cell = setup
-    cell = cell | {"objective": "PSR", "train": cell["train"] | {"steps": 2, "val_every": 2, "keep_checkpoint": False}}
+    cell = cell | {"objective": "PSR", "train": cell["train"] | {"steps": 2, "val_every": 2}}
     res = subprocess.run(train_cmd(root, cell, "psr"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = read_jsonl(root / "psr" / "metrics.jsonl")
@@ -189,9 +191,9 @@ def test_psr_without_correct_samples_skips_updates_and_goes_on(setup):
     assert all(r["correct_ratio"] == 0 and r["skipped"] and r["optimizer_steps"] == 0 for r in steps)
     assert all(r["kept_fraction"] == 0 for r in steps)  # PSR drops its zero-advantage samples
     assert "update skipped" in (root / "psr" / "train.log").read_text()
-    # train.keep_checkpoint false: the last checkpoint goes once the policy is saved and verified
+    # no checkpoint before the first optimizer step (nsr_study.checkpoint.save): a rerun redoes the same draws
     assert not list((root / "psr" / "work").glob("checkpoint-*")) and (root / "psr" / "policy" / "model.safetensors").is_file()
-    assert "deleted " in (root / "psr" / "train.log").read_text()
+    assert "no checkpoint at step 2: no optimizer step yet" in (root / "psr" / "train.log").read_text()
 
 
 def test_gpu_share_check_by_hand():
