@@ -255,14 +255,15 @@ def test_two_rank_evaluation_equals_one_rank_problem_by_problem(setup):
 # ---------------------------------------------------------------- a micro cell through Snakemake
 
 def test_a_two_gpu_micro_cell_runs_through_snakemake(tmp_path):
-    """The micro demo cut to one model with ``gpus: 2`` and one objective, on a made-up 2-GPU
+    """The micro demo cut to one model with ``gpus: 2``, one objective and its own test set (one
+    shard per evaluation: the competition sets' shards are test_pipeline's), on a made-up 2-GPU
     node (conftest.MICRO_GPUS): its train and evaluate jobs ask for gpu=2, claim both ids and
     run 2 gloo ranks on the CPU; the outputs are the usual ones."""
     import yaml
 
     from conftest import MICRO, MICRO_GPUS, snakemake
 
-    config = MICRO | {"models": [MICRO["models"][0] | {"gpus": 2}], "objectives": ["NSR"]}
+    config = MICRO | {"models": [MICRO["models"][0] | {"gpus": 2}], "objectives": ["NSR"], "benchmarks": [{"name": "math"}]}
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(config))
     env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(MICRO_GPUS), "NSR_GPU_LOCK_DIR": str(tmp_path / "locks")}
     model = config["models"][0]["name"]
