@@ -275,15 +275,14 @@ def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
     ref_model = load_causal_lm(cell["model_id"], load_on, ref_dtype).eval() if cfg["kl_coef"] else None
     if device == "cuda" and (cfg["backend"] == "vllm" or ranks > 1):
         share = cfg["gpu_memory_utilization"] if cfg["backend"] == "vllm" else 0.0
-        warning = check_gpu_share(sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1],
-                                  share, reference_bytes=model_bytes(ref_model), ranks=ranks)
+        n_params, gpu_bytes = sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1]
+        warning = check_gpu_share(n_params, gpu_bytes, share, reference_bytes=model_bytes(ref_model), ranks=ranks)
         if warning:
             log.warning(warning)
         if cfg["backend"] == "vllm":
             dtype_bytes = getattr(torch, cfg["dtype"]).itemsize
-            check_engine_share(sum(p.numel() for p in model.parameters()), kv_bytes_per_token(model.config, dtype_bytes),
-                               cfg["max_prompt_tokens"] + cfg["max_new_tokens"], torch.cuda.mem_get_info()[1],
-                               share, dtype_bytes)
+            check_engine_share(n_params, kv_bytes_per_token(model.config, dtype_bytes),
+                               cfg["max_prompt_tokens"] + cfg["max_new_tokens"], gpu_bytes, share, dtype_bytes)
     if ranks > 1:
         distributed.shard(model, cfg["dtype"], device)
         if ref_model is not None:
