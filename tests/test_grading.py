@@ -4,7 +4,7 @@ import time
 import pytest
 
 from nsr_study.answers import last_boxed
-from nsr_study.grading import BatchResult, Grader, grade, grade_batch, grade_with_status
+from nsr_study.grading import BatchResult, Grader, grade, grade_batch, grade_with_status, graded_part
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,32 @@ def test_grade_by_hand(response, gold, expected):
 def test_an_unclosed_or_empty_final_box_has_no_answer(response):
     """Before: math-verify searched the whole text and found the 5 (reward 1.0)."""
     assert grade_with_status(response, "5") == (0.0, "no_answer")
+
+
+@pytest.mark.parametrize("response, part", [
+    ("so $x = 5$, hence \\boxed{ 5 }.", "\\boxed{5}"),  # the last box, re-boxed, stripped
+    ("\\boxed{4} or maybe \\fbox{\\frac{1}{2}}", "\\boxed{\\frac{1}{2}}"),
+    ("The answer is $\\frac{3}{4}$.", "The answer is $\\frac{3}{4}$."),  # no box: the whole text
+    ("so \\boxed{\\frac{12", None),  # cut off inside the final box
+    ("\\boxed{}", None),
+])
+def test_graded_part_by_hand(response, part):
+    assert graded_part(response) == part
+
+
+def test_each_distinct_graded_pair_is_graded_once():
+    """Responses that differ only before their final box are one item for the workers; each
+    response still gets its own row, in order."""
+    responses = ["so \\boxed{5}", "thus \\boxed{5}", "\\boxed{4}", "\\boxed{5}", "\\boxed{", "\\boxed{"]
+    golds = ["5", "5", "5", "6", "5", "5"]
+    sent = []
+    with Grader(workers=1) as grader:
+        schedule = grader._pool.schedule
+        grader._pool.schedule = lambda fn, args, timeout: sent.append(args[:2]) or schedule(fn, args=args, timeout=timeout)
+        res = grader.grade_many(responses, golds)
+    assert sent == [("\\boxed{5}", "5"), ("\\boxed{4}", "5"), ("\\boxed{5}", "6"), (None, "5")]
+    assert res.scores == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert res.statuses == ["ok"] * 4 + ["no_answer"] * 2
 
 
 def test_statuses_count_parse_failures():

@@ -7,6 +7,10 @@ block or a thread pool would silently lose the bound). Each item also gets a har
 limit: a worker stuck in C code (sympy on adversarial input) is killed and replaced, and the
 item is scored 0.0 with status ``timeout``.
 
+An item's result is a pure function of (the response's graded part, the gold), so ``Grader``
+grades each distinct pair once: a batch of samples repeats its answers many times over (the
+demo's 32 samples per problem give ~10x fewer distinct pairs).
+
 An item's result must not depend on what its worker graded before, and a worker's memory
 must stay bounded (an interrupted parse leaves ~15-20 MB behind in the process). So each
 worker imports and warms up math-verify before its first item (the first item does not pay
@@ -53,29 +57,32 @@ def _parse(text: str, timeout_s: int) -> list:
     return parse(text, extraction_config=_CONFIG, parsing_timeout=timeout_s, raise_on_error=True)
 
 
+def graded_part(response: str) -> str | None:
+    """The text of a response that math-verify parses: its last ``\\boxed{}`` (the instruction
+    the prompts give), re-boxed; the whole text only when it has no box at all (math-verify's own
+    extraction then searches it); None when the final box is unclosed (cut off at
+    ``max_new_tokens``) or empty, as searching the rest of the text would reward an answer the
+    model never gave."""
+    if not has_box(response):
+        return response
+    boxed = last_boxed(response)
+    return "\\boxed{" + boxed + "}" if boxed else None
+
+
 def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[float, str]:
     """Score one response against a gold answer string; returns (score, status).
+    Must run in a main thread (see module doc); use ``Grader`` anywhere else."""
+    return _grade_part(graded_part(response), gold, timeout_s)
 
-    The response's answer is its last ``\\boxed{}`` (the instruction the prompts give);
-    only when it has no box at all does math-verify's own extraction search the whole text. A
-    response whose final box is unclosed (cut off at ``max_new_tokens``) or empty has no answer:
-    searching the rest of the text would reward an answer the model never gave.
-    Must run in a main thread (see module doc); use ``Grader`` anywhere else.
-    """
+
+def _grade_part(part: str | None, gold: str, timeout_s: int) -> tuple[float, str]:
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("grade() needs the main thread for math-verify's timeouts; use Grader")
     try:
         gold_parsed = _parse("\\boxed{" + gold + "}", timeout_s)
         if not gold_parsed:
             return 0.0, "bad_gold"
-        if has_box(response):
-            boxed = last_boxed(response)
-            if not boxed:
-                return 0.0, "no_answer"
-            pred_text = "\\boxed{" + boxed + "}"
-        else:
-            pred_text = response
-        pred_parsed = _parse(pred_text, timeout_s)
+        pred_parsed = _parse(part, timeout_s) if part is not None else None
         if not pred_parsed:
             return 0.0, "no_answer"
         ok = verify(gold_parsed, pred_parsed, timeout_seconds=timeout_s, raise_on_error=True)
@@ -102,10 +109,11 @@ def _warm_up() -> None:
     _clear_parse_caches()
 
 
-def _grade_in_worker(response: str, gold: str, timeout_s: int) -> tuple[float, str]:
-    """``grade_with_status`` with no memory of earlier items; the worker exits after a timeout."""
+def _grade_in_worker(part: str | None, gold: str, timeout_s: int) -> tuple[float, str]:
+    """``grade_with_status`` of a graded part, with no memory of earlier items; the worker exits
+    after a timeout."""
     _clear_parse_caches()
-    result = grade_with_status(response, gold, timeout_s)
+    result = _grade_part(part, gold, timeout_s)
     if result[1] == "timeout":
         os._exit(_EXIT_AFTER_TIMEOUT)
     return result
@@ -160,23 +168,22 @@ class Grader:
         responses, golds = list(responses), list(golds)
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
-        futures = [
-            self._pool.schedule(_grade_in_worker, args=(r, g, self.timeout_s), timeout=self.hard_timeout_s)
-            for r, g in zip(responses, golds)
-        ]
-        scores, statuses = [], []
-        for fut in tqdm(futures, desc=desc, disable=not progress, unit="ans"):
+        pairs = [(graded_part(r), g) for r, g in zip(responses, golds)]
+        futures = {
+            pair: self._pool.schedule(_grade_in_worker, args=(*pair, self.timeout_s), timeout=self.hard_timeout_s)
+            for pair in dict.fromkeys(pairs)
+        }
+        results = {}
+        for pair, fut in tqdm(futures.items(), desc=desc, disable=not progress, unit="answer"):
             try:
-                score, status = fut.result()
+                results[pair] = fut.result()
             except FutureTimeout:
-                score, status = 0.0, "timeout"
+                results[pair] = 0.0, "timeout"
             except ProcessExpired as e:
-                score, status = 0.0, "timeout" if e.exitcode == _EXIT_AFTER_TIMEOUT else "error"
+                results[pair] = 0.0, "timeout" if e.exitcode == _EXIT_AFTER_TIMEOUT else "error"
             except Exception:  # a worker that died (e.g. out of memory) fails only its item
-                score, status = 0.0, "error"
-            scores.append(score)
-            statuses.append(status)
-        return BatchResult(scores, statuses)
+                results[pair] = 0.0, "error"
+        return BatchResult([results[p][0] for p in pairs], [results[p][1] for p in pairs])
 
     def close(self) -> None:
         self._pool.stop()
