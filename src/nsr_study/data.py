@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from nsr_study.answers import has_box, last_boxed
 from nsr_study.stratify import stratified_sample
+
+if TYPE_CHECKING:  # imported where used: every training and evaluation job reads its jsonl through here
+    import pandas as pd
 
 REQUIRED_FIELDS = ("problem", "solution", "level", "type")
 RECORD_FIELDS = ("id", "benchmark", "subject", "level", "problem", "solution", "answer")
@@ -69,6 +71,8 @@ def _read_json(path: Path) -> list[tuple[str, object]]:
 
 
 def _read_parquet(path: Path) -> list[tuple[str, object]]:
+    import pandas as pd
+
     try:
         table = pd.read_parquet(path)
     except (OSError, ValueError) as e:
@@ -239,6 +243,8 @@ def carve_val(train: list[dict], val_size: int, seed: int) -> tuple[list[dict], 
 def strata_table(split: str, records: list[dict], dropped: list[dict], sampled: list[dict],
                  fraction: float, val: list[dict] = ()) -> pd.DataFrame:
     """Per-stratum source vs sample counts and proportions for one split."""
+    import pandas as pd
+
     def counts(recs) -> Counter:
         return Counter(_stratum(r) for r in recs)
 
@@ -264,6 +270,8 @@ def prepare(train_rows: list[dict], test_rows: list[dict], train_fraction: float
             ) -> tuple[dict[str, list[dict]], pd.DataFrame, dict[str, list[dict]]]:
     """Records for train/val/test, the strata summary table and each split's dropped rows
     (see ``to_records``); ``where`` names each split's source in errors."""
+    import pandas as pd
+
     where = where or {}
     splits, tables, all_dropped = {}, [], {}
     for split, rows, frac in (("train", train_rows, train_fraction), ("test", test_rows, test_fraction)):

@@ -38,23 +38,31 @@ import threading
 from collections import Counter
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import cache
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-from math_verify import parser as _mv_parser
-from math_verify.errors import TimeoutException
 from pebble import ProcessExpired, ProcessPool
 from tqdm.auto import tqdm
 
 from nsr_study.answers import has_box, last_boxed
 
 STATUSES = ("ok", "no_answer", "bad_gold", "timeout", "error")
-_CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
 # Exit status of a worker that hit math-verify's own timeout; the parent reads it as ``timeout``.
 _EXIT_AFTER_TIMEOUT = 75
 
 
+# math-verify (and sympy, ~0.35 s) is imported where answers are graded: the workers, and
+# ``grade_with_status``; a job that only schedules grading or reads ``STATUSES`` does without it.
+@cache
+def _extraction_config() -> tuple:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return LatexExtractionConfig(), ExprExtractionConfig()
+
+
 def _parse(text: str, timeout_s: int) -> list:
-    return parse(text, extraction_config=_CONFIG, parsing_timeout=timeout_s, raise_on_error=True)
+    from math_verify import parse
+
+    return parse(text, extraction_config=_extraction_config(), parsing_timeout=timeout_s, raise_on_error=True)
 
 
 def graded_part(response: str) -> str | None:
@@ -76,6 +84,9 @@ def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[flo
 
 
 def _grade_part(part: str | None, gold: str, timeout_s: int) -> tuple[float, str]:
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("grade() needs the main thread for math-verify's timeouts; use Grader")
     try:
@@ -99,8 +110,10 @@ def grade(response: str, gold: str) -> float:
 
 
 def _clear_parse_caches() -> None:
-    _mv_parser.parse_latex_cached.cache_clear()
-    _mv_parser.parse_expr_cached.cache_clear()
+    from math_verify import parser
+
+    parser.parse_latex_cached.cache_clear()
+    parser.parse_expr_cached.cache_clear()
 
 
 def _warm_up() -> None:
