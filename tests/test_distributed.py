@@ -236,7 +236,7 @@ def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
     config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf", hf_compiled=False), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
     runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
-    return [sys.executable, "-m", "nsr_study.evaluate", "--model", str(root / "model"), "--test",
+    return [sys.executable, "-m", "nsr_study", "evaluate", "--model", str(root / "model"), "--test",
             str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
             "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
 
@@ -277,7 +277,7 @@ def test_a_two_gpu_micro_cell_runs_through_snakemake(tmp_path):
     for target in targets:
         summary = json.loads((tmp_path / target).read_text())
         assert summary["ranks"] == 2 and set(summary["gpus"].split(",")) == set(MICRO_GPUS)  # each shard's claim
-    assert "launching 2 ranks of nsr_study.train" in (tmp_path / f"logs/train/{model}/NSR/seed0.log").read_text()
+    assert "launching 2 ranks of nsr_study train" in (tmp_path / f"logs/train/{model}/NSR/seed0.log").read_text()
 
 
 def test_memory_check_per_rank_for_the_7b():

@@ -118,11 +118,11 @@ def third_party_imports(entry: Path) -> set[str]:
 
 
 def rule_entry(rule: dict) -> Path:
-    """The file a rule runs: its script, or the module of its `python -m nsr_study.…` command."""
+    """The file a rule runs: its script, or the module of its `python -m nsr_study COMMAND` command."""
     if rule["script"]:
         return (REPO / "workflow/rules" / rule["script"]).resolve()
-    module = re.search(r"python -m (nsr_study\.\w+)", rule["shellcmd"])[1]
-    return SRC / (module.replace(".", "/") + ".py")
+    command = re.search(r"python -m nsr_study (\w+)", rule["shellcmd"])[1]
+    return SRC / "nsr_study" / f"{command}.py"
 
 
 def test_every_rule_has_an_env_holding_what_its_code_imports(rules):

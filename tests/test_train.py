@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def cell_config(model_id: str, objective: str, **train) -> dict:
 
 def train_cmd(root: Path, cell: dict, out: str) -> list[str]:
     o = root / out
-    return [sys.executable, "-m", "nsr_study.train", "--cell", json.dumps(cell), "--train", str(root / "train.jsonl"),
+    return [sys.executable, "-m", "nsr_study", "train", "--cell", json.dumps(cell), "--train", str(root / "train.jsonl"),
             "--val", str(root / "val.jsonl"), "--policy", str(o / "policy"), "--metrics", str(o / "metrics.jsonl"),
             "--work", str(o / "work"), "--tensorboard", str(o / "tb"), "--threads", "1", "--log", str(o / "train.log")]
 
@@ -54,9 +55,11 @@ def plain(setup):
     local MLflow store and an offline W&B run (report.trackers)."""
     root, cell = setup
     cmd = train_cmd(root, cell, "plain") + ["--trackers", "tensorboard", "mlflow", "wandb", "--tracker-project", "t"]
-    env = os.environ | TRACKER_ENV | dict(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}")
+    env = os.environ | TRACKER_ENV | dict(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+                                          PYTHONPROFILEIMPORTTIME="1")  # every process's imports, on stderr
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    (root / "plain.stderr").write_text(res.stderr)
     return root / "plain"
 
 
@@ -85,6 +88,15 @@ def test_run_writes_policy_metrics_and_tensorboard(plain):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out / "policy")
+
+
+def test_grading_workers_import_no_torch(setup, plain):
+    """``python -m nsr_study train`` runs from the package's ``__main__``, which spawned grading
+    workers do not re-import: math-verify is imported by the workers only, torch by the job
+    only (each process's first import of a module is one line of ``-X importtime``)."""
+    imported = Counter(line.rsplit("|", 1)[1].strip() for line in (setup[0] / "plain.stderr").read_text().splitlines()
+                       if line.startswith("import time:") and "|" in line)
+    assert imported["math_verify"] >= 1 and imported["torch"] == 1, (imported["math_verify"], imported["torch"])
 
 
 def test_trackers_get_every_step(setup, plain):

@@ -32,8 +32,8 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch(module: str, argv: list[str], ranks: int) -> None:
-    """Run ``python -m module argv`` as ``ranks`` processes on this node under the elastic
+def relaunch(command: str, argv: list[str], ranks: int) -> None:
+    """Run ``python -m nsr_study command argv`` as ``ranks`` processes on this node under the elastic
     launcher (torchrun's Python API, as ``torchrun --standalone``: a free rendezvous port, so
     jobs sharing a node never collide) and exit with its status. No restarts: a rank that
     fails ends the others."""
@@ -44,9 +44,9 @@ def relaunch(module: str, argv: list[str], ranks: int) -> None:
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
-    log.info("launching %d ranks of %s (torch.distributed.launcher)", ranks, module)
+    log.info("launching %d ranks of nsr_study %s (torch.distributed.launcher)", ranks, command)
     try:
-        elastic_launch(config, entrypoint=sys.executable)("-m", module, *argv)
+        elastic_launch(config, entrypoint=sys.executable)("-m", "nsr_study", command, *argv)
     except ChildFailedError as e:
         log.error("a rank failed, every rank was stopped: %s", e.format_msg().strip())
         sys.exit(1)
@@ -80,7 +80,7 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
-def begin(module: str, argv: list[str], ranks: int, gpus: int, label: str) -> str:
+def begin(command: str, argv: list[str], ranks: int, gpus: int, label: str) -> str:
     """The start of a job's ``main``: claim ``gpus`` devices (``nsr_study.devices``) and, for
     ``ranks > 1``, run the job as ``ranks`` processes (this call then exits with their status).
     In a rank, return the device ids the launching process claimed; else this process's."""
@@ -94,7 +94,7 @@ def begin(module: str, argv: list[str], ranks: int, gpus: int, label: str) -> st
                          f"({','.join(claim.ids)}): --gpus and --ranks must agree")
     if ranks > 1:
         os.environ[CLAIMED_ENV] = ",".join(claim.ids)
-        relaunch(module, argv, ranks)
+        relaunch(command, argv, ranks)
     return ",".join(claim.ids)
 
 

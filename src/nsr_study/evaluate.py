@@ -8,8 +8,8 @@ at the configured temperature/top_p (paper: T=0.6, top_p=0.95), overall and by l
 subject; mean response length and truncation rate of the samples; mean token entropy of the
 greedy responses; grading statuses. The same rollout backends as training.
 
-Run by the evaluate rules as ``python -m nsr_study.evaluate ...``, one job per shard; the merge
-rule's ``python -m nsr_study.summary`` combines the shards. With ``--ranks N`` (the model's
+Run by the evaluate rules as ``python -m nsr_study evaluate ...``, one job per shard; the merge
+rule's ``python -m nsr_study summary`` combines the shards. With ``--ranks N`` (the model's
 ``gpus``) a shard's problems are split further over N FSDP2 ranks (``nsr_study.distributed``),
 each rank generating, grading and scoring its contiguous share (samples seeded by problem id, so
 the same rows as on one rank), and rank 0 writes the gathered rows in table order.
@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -169,8 +168,8 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
     return distributed.gather(problems)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Evaluate one model on one shard of the test problems.")
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nsr_study evaluate", description="Evaluate one model on one shard of the test problems.")
     ap.add_argument("--model", required=True, help="hub id or directory (a base model or a trained policy)")
     ap.add_argument("--test", required=True)
     ap.add_argument("--shard", required=True, help="k/K: shard k (from 0) of K (nsr_study.evaluate.shard_rows)")
@@ -189,7 +188,7 @@ def main(argv=None) -> None:
     cfg = json.loads(args.config)
     label = cfg["label"]
     shard, shards = map(int, args.shard.split("/"))
-    gpus = distributed.begin("nsr_study.evaluate", sys.argv[1:] if argv is None else argv, args.ranks,
+    gpus = distributed.begin("evaluate", argv, args.ranks,
                              args.gpus, f"evaluate {label['model']}/{label['objective']}"
                              + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
     if args.threads:
@@ -206,9 +205,3 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps({"facts": facts, "problems": problems}) + "\n")
         log.info("%s shard %d/%d: %d problems", args.model, shard, shards, len(problems))
     distributed.finish()
-
-
-
-
-if __name__ == "__main__":
-    main()

@@ -163,7 +163,8 @@ class Grader:
     accumulates (~2.5 MB per 1,000 MATH solutions, more on odd input); a new worker costs
     ~0.6 s, ~250 MATH solutions' worth of grading, hence the default.
     Call it from a script guarded by ``if __name__ == "__main__"``: spawned workers
-    re-import the main module.
+    re-import the main module (all of its imports: keep them light, or run from a package's
+    ``__main__``, which workers skip, as ``python -m nsr_study COMMAND`` does).
     """
 
     def __init__(self, workers: int = 2, timeout_s: int = 5, hard_timeout_s: float | None = None,

@@ -1,7 +1,7 @@
 """The study's cost before it starts: expected GPU-hours per rule and in total, the disk it
 needs, and the wall-clock on a node of ``--gpus`` GPUs.
 
-    python -m nsr_study.plan --configfile config/config.yaml [--configfile overlay.yaml]
+    python -m nsr_study plan --configfile config/config.yaml [--configfile overlay.yaml]
                              [--card H100-80GB] [--backend hf|vllm] [--gpus 8]
 
 Config files are merged in order as Snakemake merges ``--configfile`` overlays, checked and
@@ -108,8 +108,8 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nsr_study plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", action="append", required=True,
                     help="config file; repeat to overlay (e.g. config/config.yaml then an overlay)")
     ap.add_argument("--card", default=None, help="card of the measurements to use (default: the only one measured)")
@@ -138,7 +138,3 @@ def main(argv=None) -> None:
         sys.exit(str(e))
     rows = study_rows(config, problems, throughput, card, args.backend)
     print(report(rows, config, problems, card, args.backend, throughput, args.configfile, args.gpus))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """The summary of one evaluation from its problem rows: pure functions of the rows (so merged
 shards equal one unsharded evaluation, tests/test_evaluate.py) and the merge job,
-``python -m nsr_study.summary``, that writes ``metrics.json`` and ``problems.jsonl`` from an
+``python -m nsr_study summary``, that writes ``metrics.json`` and ``problems.jsonl`` from an
 evaluation's shards (``nsr_study.evaluate``). Free of torch and transformers: a merge starts in
 a fraction of a model job's start-up.
 """
@@ -80,8 +80,8 @@ def summarize_evaluation(problems: list[dict], facts: list[dict], cfg: dict) -> 
     )
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Merge the shards of one evaluation into its summary and problem rows.")
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nsr_study summary", description="Merge the shards of one evaluation into its summary and problem rows.")
     ap.add_argument("--config", required=True, help="JSON: evaluate{} and label{}, as given to the shards")
     ap.add_argument("--metrics", required=True, help="output JSON summary")
     ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")
@@ -103,7 +103,3 @@ def main(argv=None) -> None:
     for name, b in summary["benchmarks"].items():
         log.info("%s on %s: greedy accuracy %.3f, %s", cfg["label"], name, b["greedy_accuracy"],
                  ", ".join(f"{k} {v:.3f}" for k, v in b.items() if k.startswith("pass@") and not k.endswith("_se")))
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ dropped where the objective says so (``episodes``) → π_old log-probs once, th
 optimizer steps over minibatches of the kept samples (``update``) → one weight sync of the
 rollout engine → metrics, validation, checkpoint (``checkpoint``).
 
-Run by the ``train`` rule as ``python -m nsr_study.train ...`` (see ``main``). With
+Run by the ``train`` rule as ``python -m nsr_study train ...`` (see ``main``). With
 ``--ranks N`` (the model's ``gpus``) the job runs N ranks (``nsr_study.distributed``): each
 rank generates and grades its share of the step's prompts, the rollouts are gathered so that
 every rank computes the same advantages, drops and minibatches, the update is FSDP2's, and
@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -401,8 +400,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     distributed.finish()
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Train one (model × objective × seed) cell.")
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nsr_study train", description="Train one (model × objective × seed) cell.")
     ap.add_argument("--cell", required=True, help="JSON: model_name, model_id, objective, seed, prompt{}, train{}, grading{}")
     ap.add_argument("--runtime", default="{}", help="JSON: runtime-only train settings (nsr_study.config.RUNTIME_ONLY)")
     ap.add_argument("--train", required=True)
@@ -429,7 +428,7 @@ def main(argv=None) -> None:
     setup_logging(args.log, attempt, quiet=rank > 0)
     cell = json.loads(args.cell)
     label = f"train {cell['model_name']}/{cell['objective']}/seed{cell['seed']}"
-    gpus = distributed.begin("nsr_study.train", sys.argv[1:] if argv is None else argv, args.ranks, args.gpus, label)
+    gpus = distributed.begin("train", argv, args.ranks, args.gpus, label)
     device = compute_device(cell["train"]["device"], label)
     if rank == 0:
         log.info("this attempt's log is kept in %s (Snakemake deletes %s before a rerun)", attempt, args.log)
@@ -438,7 +437,3 @@ def main(argv=None) -> None:
     cell["train"] |= json.loads(args.runtime)
     run(cell, args.train, args.val, args.policy, args.metrics, args.work, args.tensorboard, device,
         gpus=gpus, trackers=tuple(args.trackers), tracker_project=args.tracker_project)
-
-
-if __name__ == "__main__":
-    main()

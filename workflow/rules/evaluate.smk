@@ -4,7 +4,7 @@
 # once; merge_evaluation combines them. `shell: python -m` for the same reason as the train rule.
 
 EVAL_CMD = (
-    "python -m nsr_study.evaluate --model {params.model} --test {input.test} --shard {params.shard}"
+    "python -m nsr_study evaluate --model {params.model} --test {input.test} --shard {params.shard}"
     " --config {params.cfg:q} --out {output} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
     " --runtime " + runtime_arg(EVAL_RUNTIME)
 )
@@ -77,5 +77,5 @@ rule merge_evaluation:
     params:
         cfg=lambda w: eval_config(w.model, *run_label(w.run)),
     shell:
-        "python -m nsr_study.summary --config {params.cfg:q} --metrics {output.metrics}"
+        "python -m nsr_study summary --config {params.cfg:q} --metrics {output.metrics}"
         " --problems {output.problems} --log {log} {input}"

@@ -6,7 +6,7 @@
 
 TRACKERS = config["report"]["trackers"]
 TRAIN_CMD = (
-    "python -m nsr_study.train --cell {params.cell:q} --train {input.train} --val {input.val}"
+    "python -m nsr_study train --cell {params.cell:q} --train {input.train} --val {input.val}"
     " --policy {output.policy} --metrics {output.metrics} --work {params.work}"
     " --tensorboard {params.tensorboard} --threads {threads} --gpus {resources.gpu} --ranks {resources.ranks} --log {log}"
     f" --trackers {' '.join(TRACKERS)} --tracker-project {shlex.quote(config['report']['tracker_project'])}"
