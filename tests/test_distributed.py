@@ -33,6 +33,11 @@ def relative(got: dict, want: dict, scale: dict) -> float:
     return max((got[k] - want[k]).abs().max().item() for k in want) / max(scale[k].abs().max().item() for k in scale)
 
 
+def l2_relative(got: dict, want: dict, scale: dict) -> float:
+    """‖got − want‖₂ over all parameters together, relative to ‖scale‖₂."""
+    return (sum((got[k] - want[k]).square().sum() for k in want) / sum(scale[k].square().sum() for k in scale)).sqrt().item()
+
+
 def test_share_splits_in_rank_order():
     items = list(range(7))
     parts = [share(items, r, 3) for r in range(3)]
@@ -52,16 +57,19 @@ def test_two_ranks_equal_one_process(two_ranks, case):
     """The same minibatches give the same gradients and, after every optimizer step of the
     update (2-3 AdamW steps, partial minibatches, a rank with only a stand-in), the same
     parameters on 2 FSDP2 ranks as in one process (fp32, ≤ 1e-5 relative). Relative to how far
-    the update moved them, the parameters agree to ≤ 1e-3 only (measured 2e-4 to 7e-4): AdamW divides
-    by √v, so a gradient entry near 0 turns its last-bit rounding (reduction order) into a step
-    of up to lr."""
+    the update moved them, the parameters agree to ≤ 1e-4 in L2 over all of them (measured 2e-6
+    to 1.2e-5), not entry by entry: AdamW divides by √v, so a gradient entry near 0 (3e-9 to
+    6e-8 at the worst entries, rounding noise) turns its last-bit rounding (reduction order) into
+    a step of up to lr. That moves 2-3 of the 25,184 entries by 1.5e-4 to 1.3e-3 of the largest
+    movement, depending on the CPU's kernels (AVX2 here; 2e-4 to 7e-4 on the machine of the
+    first measurement). A wrong minibatch or scale moves them all."""
     want, got = reference(case), two_ranks[case]
     init = dict(tiny_model(0).named_parameters())
     moved = {k: want["params"][k] - init[k].detach() for k in want["params"]}
     assert max(v.abs().max().item() for v in moved.values()) > 1e-4  # the update did move them
     assert relative(got["grads"], want["grads"], want["grads"]) <= 1e-5
     assert relative(got["params"], want["params"], want["params"]) <= 1e-5
-    assert relative(got["params"], want["params"], moved) <= 1e-3
+    assert l2_relative(got["params"], want["params"], moved) <= 1e-4
     assert got["stats"]["optimizer_steps"] == want["stats"]["optimizer_steps"] >= 2
     for k in ("grad_norm", "loss", "pg_loss", "clip_fraction", "entropy", "kl"):
         assert got["stats"][k] == pytest.approx(want["stats"][k], rel=1e-5, abs=1e-7), k
