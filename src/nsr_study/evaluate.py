@@ -169,7 +169,8 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="python -m nsr_study evaluate", description="Evaluate one model on one shard of the test problems.")
+    ap = argparse.ArgumentParser(prog="python -m nsr_study evaluate",
+                                 description="Evaluate one model on one shard of the test problems.")
     ap.add_argument("--model", required=True, help="hub id or directory (a base model or a trained policy)")
     ap.add_argument("--test", required=True)
     ap.add_argument("--shard", required=True, help="k/K: shard k (from 0) of K (nsr_study.evaluate.shard_rows)")
@@ -188,8 +189,7 @@ def main(argv: list[str]) -> None:
     cfg = json.loads(args.config)
     label = cfg["label"]
     shard, shards = map(int, args.shard.split("/"))
-    gpus = distributed.begin("evaluate", argv, args.ranks,
-                             args.gpus, f"evaluate {label['model']}/{label['objective']}"
+    gpus = distributed.begin("evaluate", argv, args.ranks, args.gpus, f"evaluate {label['model']}/{label['objective']}"
                              + (f"/seed{label['seed']}" if label["seed"] is not None else "") + f" shard {shard}/{shards}")
     if args.threads:
         torch.set_num_threads(max(1, args.threads // args.ranks))  # the job's threads, shared by its ranks

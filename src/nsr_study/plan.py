@@ -109,7 +109,8 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="python -m nsr_study plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m nsr_study plan",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", action="append", required=True,
                     help="config file; repeat to overlay (e.g. config/config.yaml then an overlay)")
     ap.add_argument("--card", default=None, help="card of the measurements to use (default: the only one measured)")

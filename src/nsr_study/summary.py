@@ -81,7 +81,8 @@ def summarize_evaluation(problems: list[dict], facts: list[dict], cfg: dict) -> 
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="python -m nsr_study summary", description="Merge the shards of one evaluation into its summary and problem rows.")
+    ap = argparse.ArgumentParser(prog="python -m nsr_study summary",
+                                 description="Merge the shards of one evaluation into its summary and problem rows.")
     ap.add_argument("--config", required=True, help="JSON: evaluate{} and label{}, as given to the shards")
     ap.add_argument("--metrics", required=True, help="output JSON summary")
     ap.add_argument("--problems", required=True, help="output JSONL, one row per test problem")

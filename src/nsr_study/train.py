@@ -401,7 +401,8 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="python -m nsr_study train", description="Train one (model × objective × seed) cell.")
+    ap = argparse.ArgumentParser(prog="python -m nsr_study train",
+                                 description="Train one (model × objective × seed) cell.")
     ap.add_argument("--cell", required=True, help="JSON: model_name, model_id, objective, seed, prompt{}, train{}, grading{}")
     ap.add_argument("--runtime", default="{}", help="JSON: runtime-only train settings (nsr_study.config.RUNTIME_ONLY)")
     ap.add_argument("--train", required=True)
