@@ -84,6 +84,8 @@ def grade_with_status(response: str, gold: str, timeout_s: int = 5) -> tuple[flo
 
 
 def _grade_part(part: str | None, gold: str, timeout_s: int) -> tuple[float, str]:
+    """``grade_with_status`` from a response's ``graded_part`` (None: no answer); the gold is
+    checked first, so a bad gold is reported as such whatever the response."""
     from math_verify import verify
     from math_verify.errors import TimeoutException
 
