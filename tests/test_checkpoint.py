@@ -157,3 +157,45 @@ def test_policy_is_saved_in_the_compute_dtype_and_verified_before_checkpoints_go
     assert checkpoint.checkpoints(work)
     checkpoint.remove_checkpoints(work)
     assert checkpoint.checkpoints(work) == []
+
+
+class FakeCudaRng:
+    """torch.cuda's RNG calls on a node of ``devices`` GPUs, current device 0: each device's
+    state a distinct tensor; ``*_all`` as torch.cuda.random implements them (one call per
+    device index), and an index past the last device refused as CUDA refuses it."""
+
+    def __init__(self, devices: int):
+        self.states = {i: torch.tensor([i, 0], dtype=torch.uint8) for i in range(devices)}
+
+    def _index(self, device) -> int:
+        index = 0 if device in ("cuda", None) else (device if isinstance(device, int) else torch.device(device).index)
+        if index not in self.states:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        return index
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": self.states[self._index(device)].clone())
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [self.states[i].clone() for i in sorted(self.states)])
+        monkeypatch.setattr(torch.cuda, "set_rng_state",
+                            lambda state, device="cuda": self.states.__setitem__(self._index(device), state.clone()))
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                            lambda states: [torch.cuda.set_rng_state(s, i) for i, s in enumerate(states)])
+
+
+def test_a_checkpoint_of_two_gpus_resumes_on_one(monkeypatch):
+    """A 2-GPU job saves its rank's CUDA RNG state (device 0, drawn on since: [0, 7]); a job
+    with one GPU restores it into its device (b14a05b saved both GPUs' states and failed
+    restoring device 1's there)."""
+    two = FakeCudaRng(2)
+    two.install(monkeypatch)
+    two.states[0] = torch.tensor([0, 7], dtype=torch.uint8)
+    state = checkpoint.rng_state()
+    one = FakeCudaRng(1)
+    one.install(monkeypatch)
+    checkpoint.set_rng_state(state)
+    assert torch.equal(one.states[0], torch.tensor([0, 7], dtype=torch.uint8))
+    older = state | {"cuda": [torch.tensor([0, 9], dtype=torch.uint8), torch.tensor([1, 9], dtype=torch.uint8)]}
+    checkpoint.set_rng_state(older)  # a checkpoint of the former format: one state per GPU
+    assert torch.equal(one.states[0], torch.tensor([0, 9], dtype=torch.uint8))

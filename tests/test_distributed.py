@@ -333,3 +333,54 @@ def test_the_7b_overlay_loads_and_multi_rank_models_refuse_only_hf_compiled():
     cfg["evaluate"]["backend"] = "hf"
     assert semantic_errors(cfg) == ["models[3].gpus: 4 ranks cannot decode from train.hf_compiled's unsharded copy "
                                     "(evaluate.backend hf); set train.hf_compiled false, or use the vllm backend"]
+
+
+# ---------------------------------------------------------------- collectives a GPU node's backends carry
+
+FAKE_CUDA = HERE / "fake_cuda"
+
+
+def fake_cuda_env(folder: Path) -> dict:
+    """The environment of a job whose ranks join a ``cuda`` cell's process group and whose every
+    collective refuses a tensor the group's backend would not carry there (tests/fake_cuda)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    src = str(HERE.parent / "src")
+    return os.environ | dict(NSR_FAKE_CUDA=str(folder),
+                             PYTHONPATH=os.pathsep.join([str(FAKE_CUDA), src, os.environ.get("PYTHONPATH", "")]))
+
+
+def fake_cuda_records(folder: Path) -> list[dict]:
+    records = [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
+    from nsr_study.distributed import backend
+
+    assert all(r["requested"]["backend"] == backend("cuda") and r["requested"]["device"] == "cuda" for r in records)
+    return records
+
+
+def test_a_gpu_cells_collectives_are_carried_by_its_group(setup):
+    """The 2-rank GRPO cell (reference sharded, a checkpoint, validation) and a 2-rank
+    evaluation, their ranks joining the group a ``cuda`` cell asks for: no collective hands a
+    backend a tensor it cannot carry (at b14a05b the NCCL-only group refused the host tensors of
+    ``all_max``, in the step-0 validation's first ``generate``). Each collective is recorded
+    with its tensors' device on a GPU node: FSDP2's on the GPU (NCCL), objects and the
+    package's scalars in host memory (gloo); the list is docs/running.md's."""
+    root, _ = setup
+    cell = cell_config(str(root / "model"), "GRPO", steps=2, val_every=2, checkpoint_every=1, kl_coef=0.01)
+    res = subprocess.run(train_cmd(root, cell, "fakecuda") + ["--ranks", "2"], capture_output=True, text=True,
+                         timeout=300, env=fake_cuda_env(root / "fakecuda" / "collectives"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    train = fake_cuda_records(root / "fakecuda" / "collectives")
+    res = subprocess.run(eval_cmd(root, "fakecuda_eval", 2), capture_output=True, text=True, timeout=300,
+                         env=fake_cuda_env(root / "fakecuda_eval" / "collectives"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    evaluation = fake_cuda_records(root / "fakecuda_eval" / "collectives")
+    seen = {(c["name"], c["device"], c["path"].split(" > ")[-1]) for r in train + evaluation for c in r["collectives"]}
+    assert {("all_reduce", "cpu", "distributed.all_sum"), ("all_reduce", "cpu", "distributed.all_max"),
+            ("all_gather", "cpu", "distributed.gather"), ("broadcast", "cpu", "distributed.broadcast"),
+            ("all_gather_single", "cuda", "update.accumulate_gradients"),  # FSDP2's parameter gathers
+            ("reduce_scatter_single", "cuda", "update.accumulate_gradients"),  # and gradient reductions
+            ("funcol.all_reduce", "cuda", "update.policy_update"),  # the gradient norm of clipping
+            ("all_reduce", "cuda", "rollout.generate"),  # HF generate's synced_gpus flag
+            ("funcol.all_gather_single", "cuda", "distributed.full_state_dict"),
+            ("all_gather", "cpu", "checkpoint._dcp")} <= seen, sorted(seen)
+    assert {c["path"].split(" > ")[0] for r in evaluation for c in r["collectives"]} == {"evaluate.main"}

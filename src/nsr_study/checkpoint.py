@@ -72,18 +72,28 @@ def _files(folder: Path) -> dict:
 
 
 def rng_state() -> dict:
+    """This process's RNG states; for CUDA only the current device's (a rank computes on one
+    GPU): the states of every GPU the job sees would not restore on a job with fewer."""
     state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore ``rng_state``'s states, the CUDA one into the current device, however many GPUs
+    the saving job had (checkpoints before this format kept a list, one per GPU: the current
+    device's entry, when it had one)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def training_state(model, optimizer) -> dict:

@@ -1,5 +1,5 @@
 """One cell on several ranks: processes started by PyTorch's elastic launcher, the policy (and
-reference) sharded with FSDP2, NCCL on GPUs and gloo on the CPU.
+reference) sharded with FSDP2, NCCL for CUDA tensors and gloo for host ones (``backend``).
 
 - Launch: a job asked for ``ranks > 1`` re-runs its own module under ``torch.distributed.run``
   (``relaunch``), after claiming its GPUs (``nsr_study.devices``) in the launching process, so
@@ -60,15 +60,28 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def backend(device: str) -> str:
+    """The process group's backend for ranks computing on ``device``: the one place that
+    decides which backend carries which tensors. NCCL carries CUDA tensors only (torch's
+    ``Backend.backend_capability``), and a job's collectives hold both kinds: FSDP2's gathers
+    and reductions, ``full_tensor`` and the barrier on the rank's GPU, while the objects of
+    ``gather``/``broadcast`` (rollouts, checkpoint paths, DCP's plans) and the scalars of
+    ``all_sum``/``all_max`` live in host memory. So a GPU job's group routes each device type
+    to its backend (``cpu:gloo,cuda:nccl``, as vLLM's external launcher also requires): host
+    tensors never make a round trip through the GPU, and no collective meets a backend that
+    cannot carry its tensor. The CPU (gloo) carries both kinds on a CPU job."""
+    return "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
+
+
 def init(device: str) -> str:
-    """Join the launch's process group (NCCL on GPUs, gloo on the CPU); on a GPU, bind this
-    rank to its local device. Returns the device string the rank computes on."""
+    """Join the launch's process group (``backend``); on a GPU, bind this rank to its local
+    device. Returns the device string the rank computes on."""
     if device == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         torch.cuda.set_device(local)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        dist.init_process_group(backend(device), device_id=torch.device("cuda", local))
         return f"cuda:{local}"
-    dist.init_process_group("gloo")
+    dist.init_process_group(backend(device))
     return "cpu"
 
 
@@ -131,18 +144,19 @@ def broadcast(value):
 
 
 def all_sum(values: list[float]) -> list[float]:
-    """Element-wise sums over ranks."""
+    """Element-wise sums over ranks, reduced in host memory (gloo: ``backend``)."""
     if world()[1] == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device="cpu")
     dist.all_reduce(t)
     return t.tolist()
 
 
 def all_max(value: float) -> float:
+    """The largest ``value`` over ranks, reduced in host memory (gloo: ``backend``)."""
     if world()[1] == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device="cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.item()
 
