@@ -77,7 +77,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     init("cpu")
     ckpt, save_dir, out = map(Path, sys.argv[1:4])
-    m = shard(model(1), "float32", "cpu")
+    m = shard(model(1), "cpu")
     opt = optimizer(m)
     checkpoint.load_state(ckpt, m, opt)
     held = gather([local_bytes(checkpoint.training_state(m, opt))])

@@ -67,7 +67,7 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     init("cpu")
-    out = {name: run_case(name, lambda m: shard(m, "float32", "cpu")) for name in json.loads(sys.argv[2])}
+    out = {name: run_case(name, lambda m: shard(m, "cpu")) for name in json.loads(sys.argv[2])}
     if dist.get_rank() == 0:
         torch.save(out, sys.argv[1])
     dist.destroy_process_group()

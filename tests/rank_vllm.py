@@ -39,11 +39,11 @@ def main(model_dir: str, perturbed_dir: str, out: str) -> None:
     distributed.init("cpu")
     tokenizer = load_tokenizer(model_dir)
     prompts = problem_prompt_ids(tokenizer, read_jsonl(f"{model_dir}/../train.jsonl")[:6], study_config()["prompt"])
-    policy = distributed.shard(load_causal_lm(model_dir, "cpu"), "float32", "cpu")
+    policy = distributed.shard(load_causal_lm(model_dir, "cpu"), "cpu")
     cfg = dict(dtype="float32", max_prompt_tokens=256, max_new_tokens=MAX_NEW_TOKENS, gpu_memory_utilization=0.5)
     backend = make_backend("vllm", policy, tokenizer, model_dir, cfg, seed=0)  # its first sync: sharded weights
     results = {name: generate_share(backend, prompts[:count], n, t, s, kind) for name, count, n, t, s, kind in CALLS}
-    perturbed = distributed.shard(load_causal_lm(perturbed_dir, "cpu"), "float32", "cpu")
+    perturbed = distributed.shard(load_causal_lm(perturbed_dir, "cpu"), "cpu")
     backend.sync(perturbed)
     results["perturbed_greedy"] = generate_share(backend, prompts[:5], 1, 0.0, 0)
     backend.sync(policy)

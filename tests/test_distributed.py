@@ -384,3 +384,47 @@ def test_a_gpu_cells_collectives_are_carried_by_its_group(setup):
             ("funcol.all_gather_single", "cuda", "distributed.full_state_dict"),
             ("all_gather", "cpu", "checkpoint._dcp")} <= seen, sorted(seen)
     assert {c["path"].split(" > ")[0] for r in evaluation for c in r["collectives"]} == {"evaluate.main"}
+
+
+# ---------------------------------------------------------------- one precision for 1 and N ranks
+
+def residual_dtypes(model, ids) -> tuple[list, torch.Tensor]:
+    """The dtype of the residual stream after the embeddings and each decoder layer, and the
+    logits, of one forward under the bf16 autocast the trainer uses."""
+    from nsr_study.batch import autocast
+
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((out[0] if isinstance(out, tuple) else out).dtype))
+             for m in [model.base_model.embed_tokens, *model.base_model.layers]]
+    with torch.no_grad(), autocast("cpu", "bfloat16"):
+        logits = model(ids).logits.float()
+    for h in hooks:
+        h.remove()
+    return seen, logits
+
+
+def test_n_ranks_on_gpus_compute_in_the_one_rank_precision(monkeypatch):
+    """The policy sharded as for a GPU cell (``shard(model, "cuda:0")``, its mesh made on the
+    CPU here) keeps fp32 weights, embeddings and residual stream under bf16 autocast, as one
+    unsharded process does, and gives the same logits (one rank: no reduction order to differ).
+    At b14a05b a GPU mesh gathered bf16 copies of every parameter, so the residual stream was
+    bf16 on N ranks only."""
+    import torch.distributed as dist
+    from torch.distributed import device_mesh
+
+    from nsr_study.distributed import mixed_precision, shard
+
+    real = device_mesh.init_device_mesh
+    monkeypatch.setattr(device_mesh, "init_device_mesh", lambda device, shape, **kw: real("cpu", shape, **kw))
+    ids = torch.arange(12).reshape(2, 6)
+    one = tiny_model(0)
+    want_dtypes, want = residual_dtypes(one, ids)
+    assert want_dtypes == [torch.float32] * len(want_dtypes)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        sharded = shard(tiny_model(0), "cuda:0")
+        got_dtypes, got = residual_dtypes(sharded, ids)
+    finally:
+        dist.destroy_process_group()
+    assert got_dtypes == want_dtypes and torch.equal(got, want)
+    assert (mixed_precision().param_dtype, mixed_precision().reduce_dtype) == (None, torch.float32)

@@ -6,8 +6,9 @@ reference) sharded with FSDP2, NCCL for CUDA tensors and gloo for host ones (``b
   the claim is held for the whole job and every rank inherits ``CUDA_VISIBLE_DEVICES``. The
   elastic agent ends every rank when one of them dies (no restarts), so a failure never hangs
   the job in a collective.
-- Sharding: ``fully_shard`` on each decoder layer, then on the root; fp32 sharded parameters,
-  bf16 compute with fp32 gradient reduction on a GPU (``MixedPrecisionPolicy``). Gradients are
+- Sharding: ``fully_shard`` on each decoder layer, then on the root; the one-process precision
+  (``mixed_precision``: fp32 master weights and residual stream, bf16 matmuls by autocast, fp32
+  gradient reduction). Gradients are
   *summed* over ranks (divide factor 1): each rank's loss is already its share of the whole
   minibatch's loss (``nsr_study.update``), so the sum is the single-process gradient.
 - Data: every rank holds the whole step (rollouts are gathered), so advantages, drops and
@@ -161,19 +162,30 @@ def all_max(value: float) -> float:
     return t.item()
 
 
-def shard(model, dtype: str, device: str):
+def mixed_precision():
+    """FSDP2's precision policy, the one-process policy on any number of ranks: each layer's
+    parameters are gathered in the dtype they are stored in (the policy's fp32 master weights,
+    a bf16 reference or evaluated policy as it was saved), the forward's matmuls run in the
+    compute dtype under ``batch.autocast`` exactly as on one rank, so embeddings, norms and the
+    residual stream keep the stored dtype, and gradients are reduced in fp32. Gathering bf16
+    copies instead (``param_dtype=bfloat16``) would halve the gathers' bytes but run the residual
+    stream in bf16 on N ranks only: the largest model alone would change numerics, and a resume
+    with another ``gpus`` would switch precision mid-run (docs/training.md)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=None, reduce_dtype=torch.float32)
+
+
+def shard(model, device: str):
     """FSDP2 on ``model`` in place: each decoder layer, then the root (embeddings, final norm,
-    head). On a GPU with ``dtype`` bfloat16, parameters are stored in fp32 and gathered in bf16
-    for compute, gradients reduced in fp32. Gradients are summed over ranks, not averaged."""
+    head), with ``mixed_precision``. Gradients are summed over ranks, not averaged."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard
 
     # the mesh says where the shards live (FSDP2 moves them there): the rank's GPU, or the CPU
     # for gloo ranks even on a machine with GPUs (train.device cpu)
     mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (world()[1],))
-    mp = MixedPrecisionPolicy()
-    if dtype == "bfloat16" and device.startswith("cuda"):
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    mp = mixed_precision()
     for layer in model.base_model.layers:
         fully_shard(layer, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)

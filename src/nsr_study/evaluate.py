@@ -123,7 +123,7 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     model = load_causal_lm(model_path, "cpu" if ranks > 1 else device, getattr(torch, cfg["dtype"])).eval()  # as saved
     parameters = sum(p.numel() for p in model.parameters())
     if ranks > 1:
-        distributed.shard(model, cfg["dtype"], device)
+        distributed.shard(model, device)
     pad_id = pad_token_id(tokenizer)
     engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, engine_cfg, seed)

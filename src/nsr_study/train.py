@@ -283,9 +283,9 @@ def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
             check_engine_share(n_params, kv_bytes_per_token(model.config, dtype_bytes),
                                cfg["max_prompt_tokens"] + cfg["max_new_tokens"], gpu_bytes, share, dtype_bytes)
     if ranks > 1:
-        distributed.shard(model, cfg["dtype"], device)
+        distributed.shard(model, device)
         if ref_model is not None:
-            distributed.shard(ref_model, cfg["dtype"], device)
+            distributed.shard(ref_model, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                   fused=device == "cuda" and ranks == 1)
     if ckpt:
