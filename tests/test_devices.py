@@ -250,3 +250,46 @@ def test_pin_failure_exits_with_one_logged_line(env, holders):
     assert res.returncode == 1 and res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "ERROR job: no 1 of GPUs 0,1 free after 0.0 s" in lines[0], res.stderr
+
+
+# ---------------------------------------------------------------- too few GPUs, refused before any job
+
+def test_a_model_with_more_gpus_than_the_run_allows_is_named_with_the_command_to_use():
+    from nsr_study.devices import gpu_shortfall, suggested_command
+
+    needs = {"qwen2.5-3b": 1, "qwen2.5-7b": 4}
+    argv = ["/venv/bin/snakemake", "--resources", "gpu=1", "--configfile", "config/config.yaml", "config/qwen7b.yaml"]
+    assert gpu_shortfall(needs, 1, None, argv) == (
+        "model qwen2.5-7b has gpus: 4, but this run allows 1 GPU at a time (--resources gpu=1; profiles/default sets "
+        "1), so its jobs would start as 4 ranks on 1 GPU and fail: run snakemake --cores all --resources gpu=4 "
+        "--configfile config/config.yaml config/qwen7b.yaml")
+    assert gpu_shortfall(needs, 4, None, argv) is None and gpu_shortfall(needs, None, None, argv) is None  # SLURM: no limit
+    assert gpu_shortfall(needs, 8, 2, argv) == ("model qwen2.5-7b has gpus: 4, but this node shows 2 GPUs "
+                                                "(CUDA_VISIBLE_DEVICES or NVML): run it where 4 are visible, or give "
+                                                "it gpus: 2 or fewer")
+    assert suggested_command(["snakemake", "-n", "--cores", "8"], 4) == "snakemake --resources gpu=4 -n --cores 8"
+
+
+def test_the_7b_overlay_with_the_default_gpu_limit_stops_before_any_job():
+    """README's `--resources gpu=1` with config/qwen7b.yaml: at b14a05b the dry run planned every
+    7B job as `--gpus 1 --ranks 4` (each would fail at its start); now the run stops at parse
+    time naming the model, its gpus and the command, which then plans. On a node that shows 2
+    GPUs (fake NVML) even `gpu=8` is refused. train.device cpu asks for no GPU: no refusal."""
+    from conftest import snakemake
+
+    overlay = ["--configfile", "config/config.yaml", "config/qwen7b.yaml"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "SLURM_"))}
+    env |= {"PYTHONPATH": os.pathsep.join([str(FAKE_NVML), os.environ.get("PYTHONPATH", "")]), "NSR_FAKE_NVML": '"fail"'}
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=1", *overlay, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and "--gpus 1 --ranks 4" not in out
+    assert ("model qwen2.5-7b has gpus: 4, but this run allows 1 GPU at a time" in out and "-n --cores all "
+            "--resources gpu=4 --configfile config/config.yaml config/qwen7b.yaml" in out), out[-2000:]
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=4", *overlay, env=env)
+    assert res.returncode == 0 and "--gpus 4 --ranks 4" in res.stdout, res.stderr[-2000:]
+    two = json.dumps([{"uuid": "GPU-aaaa-0000"}, {"uuid": "GPU-eeee-4444"}])
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=8", *overlay, env=env | {"NSR_FAKE_NVML": two})
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and "model qwen2.5-7b has gpus: 4, but this node shows 2 GPUs" in out, out[-2000:]
+    res = snakemake("-n", "--cores", "all", "--resources", "gpu=1", *overlay, "--config", "train={'device': 'cpu'}", env=env)
+    assert res.returncode == 0 and "has gpus: 4" not in res.stdout + res.stderr

@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -288,3 +289,32 @@ def compute_device(setting: str, label: str) -> str:
         log.error("%s: train.device is 'cuda', but %s; set train.device to 'auto' or 'cpu'", label, why)
         sys.exit(1)
     return "cuda"
+
+
+def suggested_command(argv: list[str], gpus: int) -> str:
+    """The Snakemake command line ``argv`` with room for ``gpus`` GPUs at a time: its
+    ``gpu=K`` resource raised to ``gpu=<gpus>`` (added when the limit came from a profile), and
+    ``--cores all`` added when it gave no cores."""
+    args = [re.sub(r"^gpu=\d+$", f"gpu={gpus}", a) for a in argv[1:]]
+    if f"gpu={gpus}" not in args:
+        args = ["--resources", f"gpu={gpus}", *args]
+    if not any(a in ("--cores", "-c", "--jobs", "-j") or a.startswith(("--cores=", "-c", "--jobs=")) for a in args):
+        args = ["--cores", "all", *args]
+    return " ".join(["snakemake", *map(shlex.quote, args)])
+
+
+def gpu_shortfall(needs: dict[str, int], limit: int | None, node: int | None, argv: list[str]) -> str | None:
+    """Why a run cannot start every model's GPU jobs (None: it can), before any job: Snakemake
+    lowers a job's ``gpu`` to the run's ``--resources gpu`` limit, so a model of ``gpus: 4``
+    would start as 4 ranks on 1 claimed GPU and fail at its start. ``needs``: GPUs per job by
+    model; ``limit``: the run's gpu limit (None: unlimited, as on SLURM); ``node``: the devices
+    this node shows a local run (None: not a local run, or none visible, when jobs run on the CPU)."""
+    name, need = max(needs.items(), key=lambda kv: kv[1], default=(None, 0))
+    if limit is not None and need > limit:
+        return (f"model {name} has gpus: {need}, but this run allows {limit} GPU{'s' * (limit > 1)} at a time "
+                f"(--resources gpu={limit}; profiles/default sets 1), so its jobs would start as {need} ranks on "
+                f"{limit} GPU{'s' * (limit > 1)} and fail: run {suggested_command(argv, need)}")
+    if node is not None and need > node:
+        return (f"model {name} has gpus: {need}, but this node shows {node} GPU{'s' * (node > 1)} "
+                f"(CUDA_VISIBLE_DEVICES or NVML): run it where {need} are visible, or give it gpus: {node} or fewer")
+    return None

@@ -4,10 +4,14 @@ import json
 import os
 import re
 import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
 
 from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
 from nsr_study.cost import eval_shards, rule_minutes
+from nsr_study.devices import gpu_shortfall, pool
 from nsr_study.synthetic import LONGER_FILE
 
 MODELS = {m["name"]: m for m in config["models"]}
@@ -105,6 +109,26 @@ def gpus_per_cell(wildcards):
     devices itself (`--gpus {resources.gpu}`, nsr_study.devices), as Snakemake's local executor
     assigns none. With train.device cpu the ranks are CPU processes and ask for no GPU."""
     return 0 if config["train"]["device"] == "cpu" else ranks(wildcards)
+
+
+def gpu_limit():
+    """The run's `--resources gpu` limit (profiles/default sets 1); None when unlimited."""
+    value = workflow.global_resources.get("gpu").value
+    return None if value is None else int(value)
+
+
+def node_gpus():
+    """Devices a local run's jobs can claim (nsr_study.devices.pool); None on a cluster, or
+    when none is visible (jobs then run on the CPU)."""
+    return (len(pool(os.environ)) or None) if workflow.local_exec else None
+
+
+# A model whose gpus exceed what the run or the node allows is refused here, before any job:
+# Snakemake would lower its jobs' gpu to the limit, and they would fail at their start.
+if workflow.is_main_process and config["train"]["device"] != "cpu":
+    GPU_SHORTFALL = gpu_shortfall({m: MODELS[m]["gpus"] for m in MODELS}, gpu_limit(), node_gpus(), sys.argv)
+    if GPU_SHORTFALL:
+        raise WorkflowError(GPU_SHORTFALL)
 
 
 def train_targets():
