@@ -60,3 +60,47 @@ def test_one_line_per_model_counts_what_training_drops(tiny):
         model_row("tiny", tokenizer, max(lengths["test"]) + 15, splits, prompt, limit, eval_new_tokens={"math": 16})
     with pytest.raises(ValueError, match="every train prompt is longer than train.max_prompt_tokens = 1 "):
         model_row("tiny", tokenizer, context, splits, prompt, 1, eval_new_tokens={"math": 16})
+
+
+def test_the_engine_holds_what_one_test_set_needs_and_a_set_that_does_not_fit_is_named():
+    """Set a: 5 prompt + 10 new = 15 positions; set b: 9 + 5 = 14: the engine holds 15, not
+    b's prompt with a's budget (19, b14a05b's size, beyond a 15-position model). With 14
+    positions set a is refused by name."""
+    from nsr_study.evaluate import engine_length
+
+    records = [{"id": "a-1", "benchmark": "a"}, {"id": "b-1", "benchmark": "b"}]
+    prompts = [[1] * 5, [1] * 9]
+    assert engine_length(records, prompts, {"a": 10, "b": 5}, context=15) == 15
+    with pytest.raises(ValueError, match=r"test problem a-1: .* context of 14 tokens in test set a; lower that set's"):
+        engine_length(records, prompts, {"a": 10, "b": 5}, context=14)
+
+
+def test_an_evaluation_sizes_its_engine_by_its_longest_test_set(tiny, monkeypatch):
+    """The tiny model's test problems in two sets: the longest prompt (length L) in set a with 4
+    new tokens, the rest (longest ℓ < L) in set b with 40: the engine gets max(L + 4, ℓ + 40)
+    positions (b14a05b gave it L + 40)."""
+    from nsr_study import evaluate as ev
+
+    model, splits = tiny
+    cfg = demo_config()
+    tokenizer = load_tokenizer(str(model))
+    records = [dict(r) for r in splits["test"]]
+    lengths = [len(p) for p in problem_prompt_ids(tokenizer, records, cfg["prompt"])]
+    top = max(range(len(records)), key=lengths.__getitem__)
+    for i, r in enumerate(records):
+        r["benchmark"] = "a" if i == top else "b"
+    rest = max(n for i, n in enumerate(lengths) if i != top)
+    assert rest < lengths[top]  # the test can fail
+    seen = {}
+
+    def backend(kind, model, tokenizer, model_id, cfg, seed, max_model_len=None):
+        seen["length"] = max_model_len or cfg["max_prompt_tokens"] + cfg["max_new_tokens"]
+        raise InterruptedError
+
+    monkeypatch.setattr(ev, "make_backend", backend)
+    evaluate_cfg = cfg["evaluate"] | {k: cfg["train"][k] for k in ("device", "dtype", "micro_batch_size",
+                                                                    "generation_batch_size", "logprob_chunk")}
+    evaluate_cfg["benchmarks"] = {"a": {"n": 1, "max_new_tokens": 4}, "b": {"n": 1, "max_new_tokens": 40}}
+    with pytest.raises(InterruptedError):
+        ev.evaluate(str(model), records, evaluate_cfg, cfg["prompt"], cfg["grading"], seed=0)
+    assert seen["length"] == max(lengths[top] + 4, rest + 40) < lengths[top] + 40

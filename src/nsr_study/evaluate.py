@@ -62,28 +62,42 @@ def greedy_entropy(model, rollouts, cfg: dict, pad_id: int, device) -> list[floa
     return means
 
 
-def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens: int, context: int) -> int:
+def longest_prompt(records: list[dict], prompts: list[list[int]], max_new_tokens: int, context: int,
+                   name: str | None = None) -> int:
     """The longest test prompt's length, which sizes the rollout engine's context
     (prompt + ``max_new_tokens``), so that no test problem is dropped or cut: the evaluation
-    covers every problem of the test set or refuses, before any model work, naming the problem
-    that cannot fit the model's ``context`` (its max_position_embeddings)."""
+    covers every problem of the test set (``name``) or refuses, before any model work, naming
+    the problem and its set that cannot fit the model's ``context`` (its max_position_embeddings)."""
     i = max(range(len(prompts)), key=lambda j: len(prompts[j]))
     if len(prompts[i]) + max_new_tokens > context:
+        where = f" in test set {name}" if name else ""
         raise ValueError(f"test problem {records[i]['id']}: its prompt has {len(prompts[i])} tokens, which with "
-                         f"evaluate.max_new_tokens = {max_new_tokens} exceeds the model's context of {context} tokens; "
-                         "lower evaluate.max_new_tokens or leave the problem out of the test data")
+                         f"evaluate.max_new_tokens = {max_new_tokens} exceeds the model's context of {context} tokens"
+                         f"{where}; lower that set's max_new_tokens or leave the problem out of the test data")
     return len(prompts[i])
+
+
+def _sets(records: list[dict], prompts: list[list[int]]):
+    """(name, its records, its prompts) of every test set among ``records`` (their ``benchmark``)."""
+    for name in dict.fromkeys(r["benchmark"] for r in records):
+        idx = [i for i, r in enumerate(records) if r["benchmark"] == name]
+        yield name, [records[i] for i in idx], [prompts[i] for i in idx]
 
 
 def longest_test_prompt(records: list[dict], prompts: list[list[int]], new_tokens: dict[str, int], context: int) -> int:
     """``longest_prompt`` over every test set of the test table, each with its own
     ``max_new_tokens`` (``new_tokens``, by the records' ``benchmark``)."""
-    longest = 0
-    for name in dict.fromkeys(r["benchmark"] for r in records):
-        idx = [i for i, r in enumerate(records) if r["benchmark"] == name]
-        longest = max(longest, longest_prompt([records[i] for i in idx], [prompts[i] for i in idx],
-                                              new_tokens[name], context))
-    return longest
+    return max(longest_prompt(recs, ps, new_tokens[name], context, name) for name, recs, ps in _sets(records, prompts))
+
+
+def engine_length(records: list[dict], prompts: list[list[int]], new_tokens: dict[str, int], context: int) -> int:
+    """Positions the rollout engine needs for these problems: the most that one test set needs
+    (its longest prompt + its own ``max_new_tokens``), each set refused by name before any model
+    work when it does not fit the model's ``context``. Not the longest prompt of all sets plus the
+    largest budget of all: a shard spanning a long-prompt set and a long-answer set would ask for
+    more positions than any of its problems uses, beyond a 4,096-position model's."""
+    return max(longest_prompt(recs, ps, new_tokens[name], context, name) + new_tokens[name]
+               for name, recs, ps in _sets(records, prompts))
 
 
 def model_context(model_path: str) -> int:
@@ -118,15 +132,15 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     tokenizer = load_tokenizer(model_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     groups = benchmark_groups(records, cfg.get("benchmarks", {}), cfg)
-    longest = longest_test_prompt(records, prompts, {name: g["max_new_tokens"] for name, g in groups.items()},
-                                  model_context(model_path))
+    new_tokens, context = {name: g["max_new_tokens"] for name, g in groups.items()}, model_context(model_path)
+    longest = longest_test_prompt(records, prompts, new_tokens, context)
+    length = engine_length(records, prompts, new_tokens, context)
     model = load_causal_lm(model_path, "cpu" if ranks > 1 else device, getattr(torch, cfg["dtype"])).eval()  # as saved
     parameters = sum(p.numel() for p in model.parameters())
     if ranks > 1:
         distributed.shard(model, device)
     pad_id = pad_token_id(tokenizer)
-    engine_cfg = cfg | {"max_prompt_tokens": longest, "max_new_tokens": max(g["max_new_tokens"] for g in groups.values())}
-    backend = make_backend(cfg["backend"], model, tokenizer, model_path, engine_cfg, seed)
+    backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed, max_model_len=length)
     problems = []
     with Grader(grading["workers"], grading["timeout_s"]) as grader:
         for name, grp in groups.items():

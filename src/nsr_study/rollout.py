@@ -324,8 +324,9 @@ def full_weights(model):
         yield name, t.full_tensor() if isinstance(t, DTensor) else t.detach()
 
 
-def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int):
-    """The configured rollout backend sampling from ``model``'s current weights."""
+def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: int, max_model_len: int | None = None):
+    """The configured rollout backend sampling from ``model``'s current weights; a vLLM engine
+    holds ``max_model_len`` positions (default: ``max_prompt_tokens + max_new_tokens``)."""
     if kind == "hf":
         return HFBackend(model, tokenizer, batch_size=cfg["generation_batch_size"], compiled=cfg["hf_compiled"],
                          dtype=cfg["dtype"])
@@ -336,7 +337,7 @@ def make_backend(kind: str, model, tokenizer, model_id: str, cfg: dict, seed: in
                            "set train.backend / evaluate.backend to 'hf' on machines without it") from e
     device = next(model.parameters()).device.type
     backend = VLLMBackend(model_id, tokenizer, eos_ids(model, tokenizer), seed,
-                          max_model_len=cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
+                          max_model_len=max_model_len or cfg["max_prompt_tokens"] + cfg["max_new_tokens"], device=device,
                           dtype=cfg["dtype"], gpu_memory_utilization=cfg["gpu_memory_utilization"])
     backend.sync(model)
     return backend
