@@ -293,3 +293,26 @@ def test_the_7b_overlay_with_the_default_gpu_limit_stops_before_any_job():
     assert res.returncode == 1 and "model qwen2.5-7b has gpus: 4, but this node shows 2 GPUs" in out, out[-2000:]
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1", *overlay, "--config", "train={'device': 'cpu'}", env=env)
     assert res.returncode == 0 and "has gpus: 4" not in res.stdout + res.stderr
+
+
+PIN_ORDER = ("import os, sys; from nsr_study.devices import pin; from nsr_study.logs import setup_logging; "
+             "setup_logging(); pin(int(sys.argv[1]), 'job'); print(os.environ['CUDA_DEVICE_ORDER'])")
+
+
+def test_jobs_number_devices_in_pci_order_and_ranks_on_mig_instances_are_refused(env):
+    """A job numbers CUDA devices as NVML does (PCI_BUS_ID; CUDA's default is fastest first, so
+    an index could name another GPU on a mixed node). Two ranks on the two MIG instances of the
+    fake node stop before any work with one line (b14a05b claimed them; rank 1's set_device(1)
+    then failed, a process seeing one MIG device); one rank on a MIG instance runs."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_", "SLURM_"))}
+    base |= {"PYTHONPATH": os.pathsep.join([str(FAKE_NVML), os.environ.get("PYTHONPATH", "")]),
+             "NSR_FAKE_NVML": json.dumps(NODE), "NSR_GPU_LOCK_DIR": env["NSR_GPU_LOCK_DIR"]}
+    run = lambda count, visible: subprocess.run([sys.executable, "-c", PIN_ORDER, str(count)], capture_output=True,  # noqa: E731
+                                                text=True, env=base | {"CUDA_VISIBLE_DEVICES": visible})
+    res = run(2, "1,2")
+    errors = [ln for ln in res.stderr.splitlines() if "ERROR" in ln]
+    assert res.returncode == 1 and len(errors) == 1, res.stderr
+    assert "job: its 2 ranks got MIG instances (MIG-cccc-2222,MIG-dddd-3333), but CUDA shows a process one MIG " \
+           "device" in errors[0]
+    res = run(1, "1")
+    assert res.returncode == 0 and res.stdout.split() == ["PCI_BUS_ID"], res.stderr

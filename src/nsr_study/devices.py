@@ -6,7 +6,9 @@ initialisation: nothing here imports torch, and nothing may call ``torch.cuda`` 
 
 - The devices: NVML (``nvidia-ml-py``, the driver's own library, no CUDA context) lists every
   GPU by UUID and, for a GPU in MIG mode, its MIG instances instead (CUDA cannot use a MIG
-  GPU as a whole). Without a driver NVML lists none.
+  GPU as a whole). Without a driver NVML lists none. Jobs run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
+  so CUDA numbers devices in NVML's order; a job of several ranks is refused MIG instances (a
+  process sees one MIG device).
 - The pool: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set (a user may give a run a
   subset of the node), read as CUDA reads them: an index, a (unique prefix of a) ``GPU-`` or
   ``MIG-`` UUID; the first entry that names no device ends the list ("-1" means none). Each
@@ -250,12 +252,19 @@ def pin(count: int, label: str) -> Claim:
     process lets them go. Call before anything initialises CUDA. A job that gets no devices
     stops here, with the one line saying why in its log."""
     env = os.environ
+    # CUDA numbers devices fastest first unless told otherwise; NVML, and so the indexes read
+    # here, in PCI bus order: on a node of mixed GPUs an index would name another device
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     from_driver = "CUDA_VISIBLE_DEVICES" not in env
     given = env.get("CUDA_VISIBLE_DEVICES")
     try:
         got = claim(count, label, env, float(env.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
     except DeviceError as e:
         log.error("%s", e)
+        sys.exit(1)
+    if len(got.ids) > 1 and any(i.startswith("MIG-") for i in got.ids):
+        log.error("%s: its %d ranks got MIG instances (%s), but CUDA shows a process one MIG device, so rank 1 "
+                  "would find none: give the model gpus: 1 or run it on whole GPUs", label, count, ",".join(got.ids))
         sys.exit(1)
     if got.how == "none":
         why = "NVML lists none" if from_driver else f"CUDA_VISIBLE_DEVICES={given!r} names none"
