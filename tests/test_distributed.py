@@ -428,3 +428,51 @@ def test_n_ranks_on_gpus_compute_in_the_one_rank_precision(monkeypatch):
         dist.destroy_process_group()
     assert got_dtypes == want_dtypes and torch.equal(got, want)
     assert (mixed_precision().param_dtype, mixed_precision().reduce_dtype) == (None, torch.float32)
+
+
+# ---------------------------------------------------------------- ranks die with their launcher
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie no one has reaped yet (it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_ranks_die_with_a_sigkilled_launcher_and_the_claim_is_free(setup, tmp_path):
+    """The 2-rank cell on two (made-up) GPUs: SIGKILL its launching process (as SLURM's time
+    limit or the OOM killer would) once both ranks run; both ranks are gone within seconds
+    (PR_SET_PDEATHSIG) and both GPU ids can be claimed at once (b14a05b: the ranks, in their own
+    session, went on training on the devices whose claim had died)."""
+    from conftest import MICRO_GPUS
+
+    from nsr_study.devices import claim
+
+    root, _ = setup
+    cell = cell_config(str(root / "model"), "NSR", steps=40, val_every=40, checkpoint_every=40)
+    gpus = {"CUDA_VISIBLE_DEVICES": ",".join(MICRO_GPUS), "NSR_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    proc = subprocess.Popen(train_cmd(root, cell, "orphans") + ["--ranks", "2", "--gpus", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | gpus)
+    ranks = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ranks = rank_pids(proc.pid)
+        assert len(ranks) == 2, "the ranks did not start"
+        time.sleep(3)  # past the ranks' imports, into their work
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while not all(map(gone, ranks.values())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(map(gone, ranks.values())), f"ranks {ranks} outlived their launcher"
+        held = claim(2, "next job", gpus, timeout_s=5)
+        assert sorted(held.ids) == sorted(MICRO_GPUS)
+        for fd in held.fds:
+            os.close(fd)
+    finally:
+        for pid in ranks.values():
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

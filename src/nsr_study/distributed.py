@@ -5,7 +5,7 @@ reference) sharded with FSDP2, NCCL for CUDA tensors and gloo for host ones (``b
   (``relaunch``), after claiming its GPUs (``nsr_study.devices``) in the launching process, so
   the claim is held for the whole job and every rank inherits ``CUDA_VISIBLE_DEVICES``. The
   elastic agent ends every rank when one of them dies (no restarts), so a failure never hangs
-  the job in a collective.
+  the job in a collective; a rank dies with its launcher (``die_with_launcher``).
 - Sharding: ``fully_shard`` on each decoder layer, then on the root; the one-process precision
   (``mixed_precision``: fp32 master weights and residual stream, bf16 matmuls by autocast, fp32
   gradient reduction). Gradients are
@@ -26,6 +26,8 @@ import torch.distributed as dist
 
 log = logging.getLogger("nsr_study.distributed")
 CLAIMED_ENV = "NSR_CLAIMED_GPUS"  # the launching process's claim, for the ranks' records
+LAUNCHER_ENV = "NSR_LAUNCHER_PID"  # the launching process, whose death ends its ranks
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def launched() -> bool:
@@ -52,6 +54,25 @@ def relaunch(command: str, argv: list[str], ranks: int) -> None:
         log.error("a rank failed, every rank was stopped: %s", e.format_msg().strip())
         sys.exit(1)
     sys.exit(0)
+
+
+def die_with_launcher() -> None:
+    """Have Linux SIGKILL this rank when its launching process dies (``prctl(PR_SET_PDEATHSIG)``).
+    The elastic launcher starts each rank in its own session, so a launcher killed by SLURM's
+    time limit or the OOM killer would otherwise leave its ranks running on GPUs whose claim
+    (``nsr_study.devices``, held by the launcher) died with it, and writing ``work/``. A launcher
+    that died before this call is caught by the parent check. Linux only (a no-op elsewhere)."""
+    import ctypes
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if LAUNCHER_ENV in os.environ and os.getppid() != int(os.environ[LAUNCHER_ENV]):
+        log.error("the launching process %s is gone: this rank stops", os.environ[LAUNCHER_ENV])
+        sys.exit(1)
 
 
 def world() -> tuple[int, int]:
@@ -101,6 +122,7 @@ def begin(command: str, argv: list[str], ranks: int, gpus: int, label: str) -> s
     from nsr_study.devices import pin
 
     if launched():
+        die_with_launcher()
         return os.environ.get(CLAIMED_ENV, "")
     claim = pin(gpus, label)  # before CUDA starts; held by this process while the ranks run
     if claim.ids and len(claim.ids) != ranks:
@@ -108,6 +130,7 @@ def begin(command: str, argv: list[str], ranks: int, gpus: int, label: str) -> s
                          f"({','.join(claim.ids)}): --gpus and --ranks must agree")
     if ranks > 1:
         os.environ[CLAIMED_ENV] = ",".join(claim.ids)
+        os.environ[LAUNCHER_ENV] = str(os.getpid())
         relaunch(command, argv, ranks)
     return ",".join(claim.ids)
 
