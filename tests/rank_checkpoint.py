@@ -3,7 +3,8 @@
 load checkpoint ``CKPT`` (written by one process) into it and its AdamW, save the result as
 ``checkpoint-3`` in ``SAVE_DIR`` from both ranks, then try ``checkpoint-4`` with rank 1's disk
 full. Rank 0 writes to ``OUT`` the full state the ranks loaded, the bytes each rank held in the
-state it saved and each rank's error from the failed write."""
+state it saved, the files each rank hashed for ``checkpoint-3``'s manifest and each rank's
+error from the failed write."""
 
 import sys
 from pathlib import Path
@@ -75,15 +76,19 @@ if __name__ == "__main__":
     from nsr_study.distributed import gather, init, shard
 
     torch.set_num_threads(1)
-    init("cpu")
+    init("cpu", 10)
     ckpt, save_dir, out = map(Path, sys.argv[1:4])
     m = shard(model(1), "cpu")
     opt = optimizer(m)
     checkpoint.load_state(ckpt, m, opt)
     held = gather([local_bytes(checkpoint.training_state(m, opt))])
+    digest, hashed = checkpoint._digest, []
+    checkpoint._digest = lambda path: hashed.append(path.name) or digest(path)
     checkpoint.save(save_dir, m, opt, 3, 24, CELL)
+    checkpoint._digest = digest
+    hashed = gather([sorted(hashed)])
     loaded = full_state(m, opt)
     errors = gather([failed_write(save_dir, m, opt)])
     if dist.get_rank() == 0:
-        torch.save(dict(loaded=loaded, held=held, errors=errors), out)
+        torch.save(dict(loaded=loaded, held=held, errors=errors, hashed=hashed), out)
     dist.destroy_process_group()

@@ -66,7 +66,7 @@ if __name__ == "__main__":
     from nsr_study.distributed import init, shard
 
     torch.set_num_threads(1)
-    init("cpu")
+    init("cpu", 10)
     out = {name: run_case(name, lambda m: shard(m, "cpu")) for name in json.loads(sys.argv[2])}
     if dist.get_rank() == 0:
         torch.save(out, sys.argv[1])

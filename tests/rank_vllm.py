@@ -36,7 +36,7 @@ def generate_share(backend, prompts, n, temperature, seed, kind="position") -> l
 
 
 def main(model_dir: str, perturbed_dir: str, out: str) -> None:
-    distributed.init("cpu")
+    distributed.init("cpu", 10)
     tokenizer = load_tokenizer(model_dir)
     prompts = problem_prompt_ids(tokenizer, read_jsonl(f"{model_dir}/../train.jsonl")[:6], study_config()["prompt"])
     policy = distributed.shard(load_causal_lm(model_dir, "cpu"), "cpu")

@@ -122,6 +122,9 @@ def test_checkpoints_reshard_between_one_and_two_ranks_and_no_rank_holds_the_who
     assert manifest["ranks"] == 2 and sorted(shards) == ["__0_0.distcp", "__1_0.distcp"]
     assert all(0.5 < x < 0.53 for x in shards.values()), shards  # DCP's ~1.7 kB a tensor are not halved
 
+    # each rank hashed its own shard for the manifest, rank 0 the rest (b14a05b: rank 0 all of them)
+    assert out["hashed"] == [[".metadata", "__0_0.distcp", "trainer_state.pt"], ["__1_0.distcp"]], out["hashed"]
+
     assert out["errors"][0] == out["errors"][1]
     assert re.fullmatch(r"writing checkpoint .*checkpoint-4 failed \(rank 1: OSError: \[Errno 28\] No space left on "
                         r"device\); the previous checkpoint checkpoint-3 is intact", out["errors"][0]), out["errors"]
@@ -243,7 +246,7 @@ def eval_cmd(root: Path, out: str, ranks: int) -> list[str]:
     settings = {k: t[k] for k in ("device", "dtype")} | {k: v for k, v in cfg["evaluate"].items() if k not in RUNTIME_ONLY}
     config = {"evaluate": settings | dict(n=4, max_new_tokens=16, backend="hf", hf_compiled=False), "prompt": cfg["prompt"],
               "grading": cfg["grading"], "label": {"model": "t", "objective": "base", "seed": None}}
-    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk")} | dict(generation_batch_size=8)
+    runtime = {k: t[k] for k in ("micro_batch_size", "logprob_chunk", "collective_timeout_min")} | dict(generation_batch_size=8)
     return [sys.executable, "-m", "nsr_study", "evaluate", "--model", str(root / "model"), "--test",
             str(root / "val.jsonl"), "--shard", "0/1", "--config", json.dumps(config), "--runtime", json.dumps(runtime),
             "--out", str(root / out / "shard.json"), "--threads", "1", "--ranks", str(ranks)]
@@ -384,6 +387,12 @@ def test_a_gpu_cells_collectives_are_carried_by_its_group(setup):
             ("funcol.all_gather_single", "cuda", "distributed.full_state_dict"),
             ("all_gather", "cpu", "checkpoint._dcp")} <= seen, sorted(seen)
     assert {c["path"].split(" > ")[0] for r in evaluation for c in r["collectives"]} == {"evaluate.main"}
+    # a timeout sized for one rank's file work (b14a05b: torch's 10 minutes), and the policy
+    # written by rank 0 after the group is left (b14a05b: while rank 1 waited in finish's barrier)
+    timeout = 60 * cell["train"]["collective_timeout_min"]
+    assert {r["requested"]["timeout_s"] for r in train + evaluation} == {timeout} and timeout >= 1800
+    assert train[0]["requested"]["policy_written_in_group"] is False
+    assert "policy_written_in_group" not in train[1]["requested"]
 
 
 # ---------------------------------------------------------------- one precision for 1 and N ranks

@@ -8,9 +8,9 @@ A checkpoint is ``checkpoint-<step>/``, in one format for any number of ranks:
   and rank 0 the index ``.metadata``, so no rank gathers the full state (7B: 30 GB of fp32
   weights and 61 GB of moments would otherwise pass through rank 0's host memory);
 - ``trainer_state.pt``: step, data cursor and rank 0's RNG states, written by rank 0;
-- ``manifest.json``, written last by rank 0: every file's size and xxh3 hash (all ranks'
-  shards included: the ranks share the work directory's file system), the number of ranks
-  that wrote it, and the cell config it was trained with.
+- ``manifest.json``, written last by rank 0: every file's size and xxh3 hash (each rank hashes
+  its own shards, at the same time, and rank 0 collects them: no collective waits on one rank
+  hashing them all), the number of ranks that wrote it, and the cell config it was trained with.
 
 It is written in a temporary folder and renamed into place, and older checkpoints are deleted
 only after that, so a kill or a failed write at any moment leaves the previous checkpoint
@@ -66,9 +66,9 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _files(folder: Path) -> dict:
-    return {p.name: {"bytes": p.stat().st_size, "xxh3": _digest(p)}
-            for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+def _files(paths) -> dict:
+    """{file name: its size and hash} of ``paths``."""
+    return {p.name: {"bytes": p.stat().st_size, "xxh3": _digest(p)} for p in sorted(paths)}
 
 
 def rng_state() -> dict:
@@ -145,13 +145,18 @@ def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Pa
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     distributed.barrier()  # no rank writes into a stale temporary folder
-    failure = None
+    failure, shards = None, {}
     try:
         _dcp(dcp_save, training_state(model, optimizer), tmp)  # returns once every rank's shards are written
-        if rank == 0:
-            _seal(tmp, target, step, cursor, cell)
+        shards = _files(tmp.glob(f"__{rank}_*.distcp"))  # each rank hashes its own shards, all at once
     except (Exception, CheckpointException) as e:  # OSError on a full disk; DCP's own error is a BaseException
         failure = e
+    parts = distributed.gather([(failure is not None, shards)])
+    if rank == 0 and not any(failed for failed, _ in parts):
+        try:
+            _seal(tmp, target, step, cursor, cell, {k: v for _, part in parts for k, v in part.items()})
+        except Exception as e:
+            failure = e
     _raise_if_any_failed(work, tmp, target, failure)
     if rank == 0:
         for old in checkpoints(work):
@@ -161,12 +166,14 @@ def save(work: Path, model, optimizer, step: int, cursor: int, cell: dict) -> Pa
     return target
 
 
-def _seal(tmp: Path, target: Path, step: int, cursor: int, cell: dict) -> None:
-    """Rank 0's part of a checkpoint, once every rank's shards are in ``tmp``: the trainer
-    state, then the manifest of every file, then the rename into place."""
+def _seal(tmp: Path, target: Path, step: int, cursor: int, cell: dict, shards: dict) -> None:
+    """Rank 0's part of a checkpoint, once every rank's shards are in ``tmp`` and hashed by
+    their rank (``shards``): the trainer state, then the manifest of every file, then the rename
+    into place."""
     torch.save(dict(rng=rng_state(), step=step, cursor=cursor), tmp / TRAINER_STATE)
+    rest = [p for p in tmp.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in shards]
     manifest = dict(format=FORMAT, ranks=distributed.world()[1], step=step, cursor=cursor,
-                    config=fingerprint(cell), files=_files(tmp))
+                    config=fingerprint(cell), files=_files(rest) | shards)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -248,20 +255,19 @@ def load_progress(ckpt: Path) -> tuple[int, int]:
     return state["step"], state["cursor"]
 
 
-def save_policy(model, tokenizer, folder: str | Path, dtype: str) -> None:
+def save_policy(model, tokenizer, folder: str | Path, dtype: str, full: dict | None = None) -> None:
     """Save the final policy in the compute dtype (bf16 on a GPU: half the bytes of fp32 weights,
     and the dtype evaluation computes in, ``nsr_study.evaluate`` loads it so), then read the
     files back and compare every tensor with the model's: a policy that does not verify raises,
     so no checkpoint is deleted on its strength (``remove_checkpoints``). A sharded policy is
-    gathered to rank 0, which writes and checks it (collective: every rank calls): the one full
-    gather of a run, paid once per cell, where users and evaluation need plain HF weights."""
+    saved from ``full``, its weights gathered to rank 0 (``distributed.full_state_dict``, the one
+    full gather of a run, paid once per cell, where users and evaluation need plain HF weights):
+    rank 0 alone calls this, after the job left its process group, so no rank waits in a
+    collective while rank 0 writes and re-reads the weights."""
     from safetensors.torch import load_file
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    if distributed.is_sharded(model):
-        full = distributed.full_state_dict(model)
-        if distributed.world()[0] != 0:
-            return
+    if full is not None:
         state = {k: v.to(getattr(torch, dtype)) for k, v in full.items()}
         model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     else:

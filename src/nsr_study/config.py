@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 # Sampling is seeded per prompt, so generation_batch_size changes no sample (nsr_study.rollout);
 # hf_compiled is not here: it samples from a copy in the compute dtype, whose logits differ.
 RUNTIME_ONLY = ("threads", "micro_batch_size", "generation_batch_size", "logprob_chunk", "shard_size",
-                "gradient_checkpointing", "checkpoint_every", "keep_checkpoint", "gpu_memory_utilization")
+                "gradient_checkpointing", "checkpoint_every", "keep_checkpoint", "gpu_memory_utilization",
+                "collective_timeout_min")
 
 
 def _field(path) -> str:

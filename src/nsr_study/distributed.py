@@ -95,15 +95,22 @@ def backend(device: str) -> str:
     return "cpu:gloo,cuda:nccl" if device == "cuda" else "gloo"
 
 
-def init(device: str) -> str:
+def init(device: str, timeout_min: float) -> str:
     """Join the launch's process group (``backend``); on a GPU, bind this rank to its local
-    device. Returns the device string the rank computes on."""
+    device. A collective waits at most ``timeout_min`` minutes (``train.collective_timeout_min``)
+    before NCCL's watchdog, or gloo, aborts the job: torch's 10-minute default is shorter than
+    the work one rank may do while the others wait (loading the model's weights from disk before
+    they are broadcast, a checkpoint's file I/O on a network file system). Returns the device
+    string the rank computes on."""
+    from datetime import timedelta
+
+    timeout = timedelta(minutes=timeout_min)
     if device == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         torch.cuda.set_device(local)
-        dist.init_process_group(backend(device), device_id=torch.device("cuda", local))
+        dist.init_process_group(backend(device), device_id=torch.device("cuda", local), timeout=timeout)
         return f"cuda:{local}"
-    dist.init_process_group(backend(device))
+    dist.init_process_group(backend(device), timeout=timeout)
     return "cpu"
 
 

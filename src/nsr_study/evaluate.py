@@ -127,7 +127,7 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     set_seed(seed)
     device = compute_device(cfg["device"], f"evaluate {model_path}")
     if distributed.launched():
-        distributed.init(device)
+        distributed.init(device, cfg["collective_timeout_min"])
     ranks = distributed.world()[1]
     tokenizer = load_tokenizer(model_path)
     prompts = problem_prompt_ids(tokenizer, records, prompt)

@@ -329,7 +329,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
     cfg, objective, seed, n = cell["train"], cell["objective"], int(cell["seed"]), cell["train"]["rollouts_per_prompt"]
     device = device or ("cuda" if torch.cuda.is_available() and cfg["device"] != "cpu" else "cpu")
     if distributed.launched():
-        distributed.init(device)
+        distributed.init(device, cfg["collective_timeout_min"])
     rank, ranks = distributed.world()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -388,16 +388,17 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
                                                    if isinstance(v, float) and not k.startswith("time_")))
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
                 checkpoint.save(work, model, optimizer, step, cursor, cell)
-    checkpoint.save_policy(model, tokenizer, policy_dir, cfg["dtype"])  # every rank: gathered to rank 0
+    full = distributed.full_state_dict(model) if distributed.is_sharded(model) else None  # collective: on rank 0
+    backend.close()
+    distributed.finish()  # rank 0 writes the policy with no rank waiting in a collective
     if rank == 0:
+        checkpoint.save_policy(model, tokenizer, policy_dir, cfg["dtype"], full)
         metrics.close()
         if not cfg["keep_checkpoint"]:
             checkpoint.remove_checkpoints(work)
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(metrics.path, metrics_path)
         log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
-    backend.close()
-    distributed.finish()
 
 
 def main(argv: list[str]) -> None:

@@ -12,8 +12,9 @@ imports this module at the start of every process that has this folder on ``PYTH
   for the requested group (``_get_object_coll_device``'s rule); everything else (FSDP2's
   gathers and reductions, DTensor, state-dict broadcasts) acts on the model's tensors, which on
   a GPU node are on the rank's GPU;
-- at exit each process writes ``rank<RANK>.json`` into the folder: the requested group and each
-  collective it made, counted by (name, device type, the chain of package functions that led to it).
+- at exit each process writes ``rank<RANK>.json`` into the folder: the requested group (with
+  its timeout, and whether the final policy was written while it existed) and each collective
+  it made, counted by (name, device type, the chain of package functions that led to it).
 """
 
 import os
@@ -31,6 +32,7 @@ if os.environ.get("NSR_FAKE_CUDA"):
     import torch.distributed._functional_collectives as funcol
     from torch.distributed import distributed_c10d as c10d
 
+    import nsr_study.checkpoint as nsr_checkpoint
     import nsr_study.distributed as nsr_dist
 
     requested, seen = {}, Counter()
@@ -109,6 +111,15 @@ if os.environ.get("NSR_FAKE_CUDA"):
         real_init("cuda", *args, **kwargs)
         return "cpu"
 
+    real_save_policy = nsr_checkpoint.save_policy
+
+    def save_policy(*args, **kwargs):
+        """Recorded: whether the policy is written while the process group exists (other ranks
+        may then wait in one of its collectives)."""
+        requested["policy_written_in_group"] = dist.is_initialized()
+        return real_save_policy(*args, **kwargs)
+
+    nsr_checkpoint.save_policy = save_policy
     dist.init_process_group = c10d.init_process_group = init_process_group
     torch.cuda.set_device = lambda device: None
     nsr_dist.init = init

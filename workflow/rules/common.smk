@@ -135,9 +135,10 @@ def train_targets():
     return expand(cell_path("train", "metrics.jsonl"), model=MODELS, objective=OBJECTIVES, seed=SEEDS)
 
 
-EVAL_RUNTIME = {k: config["train"][k] for k in ("micro_batch_size", "generation_batch_size", "logprob_chunk")} | {
-    "gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]
-}
+EVAL_RUNTIME = {
+    k: config["train"][k]
+    for k in ("micro_batch_size", "generation_batch_size", "logprob_chunk", "collective_timeout_min")
+} | {"gpu_memory_utilization": config["evaluate"]["gpu_memory_utilization"]}
 
 
 def eval_benchmarks() -> dict:
