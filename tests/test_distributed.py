@@ -393,6 +393,9 @@ def test_a_gpu_cells_collectives_are_carried_by_its_group(setup):
     assert {r["requested"]["timeout_s"] for r in train + evaluation} == {timeout} and timeout >= 1800
     assert train[0]["requested"]["policy_written_in_group"] is False
     assert "policy_written_in_group" not in train[1]["requested"]
+    # rank 0 alone reads the policy and the reference (GRPO's) from disk, and the evaluated model
+    # (b14a05b: every rank read them all)
+    assert [r["requested"].get("loads", 0) for r in train + evaluation] == [2, 0, 1, 0]
 
 
 # ---------------------------------------------------------------- one precision for 1 and N ranks

@@ -5,6 +5,7 @@ Profile facts are checked through Snakemake's own command-line parser, so a Snak
 reads profiles differently fails here rather than on a user's cluster."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -235,3 +236,24 @@ def test_cancelled_training_job_resumes_from_its_checkpoint_on_rerun(slurm_demo)
     print(f"cancelled SLURM job {cancelled[0]} at checkpoint-{resumed_from}"
           f"{' (run stopped with Ctrl-C)' if interrupted else ''}; rerun job {rerun_ids['train'][0]} resumed"
           " and finished 12 steps")
+
+
+def test_gpu_jobs_ask_slurm_for_their_host_memory():
+    """Qwen2.5-7B-Instruct (7,615,616,512 parameters) with gpus: 4 (config/qwen7b.yaml) under the
+    SLURM profile: rank 0 alone reads the fp32 weights (30.46 GB) and each of the 4 ranks' processes
+    takes 8 GB (nsr_study.host_memory): 62.46 GB × 1.25 = 74,462 MiB for a train job; evaluation
+    reads bf16 (15.23 GB): 56,305 MiB. A 1-GPU model asks for its own (b14a05b gave every GPU job
+    64,000 MB, while its 4 ranks each read the policy and the reference: 183 GB for GRPO)."""
+    from conftest import snakemake
+
+    res = snakemake("-n", "--workflow-profile", "profiles/slurm", "--configfile", "config/config.yaml",
+                    "config/qwen7b.yaml", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    asked = {}
+    for block in res.stdout.split("\nrule ")[1:]:
+        model = re.search(r"model=([\w.-]+)", block)
+        mem = re.search(r"mem_mb=(\d+)", block)
+        if model and mem:
+            asked.setdefault((block.split(":")[0], model[1]), set()).add(int(mem[1]))
+    assert asked[("train", "qwen2.5-7b")] == {74_462} and asked[("evaluate_base", "qwen2.5-7b")] == {56_305}
+    assert asked[("train", "qwen2.5-0.5b")] == {math.ceil((4 * 494_000_000 + 8 * 10**9) * 1.25 / 2**20)}

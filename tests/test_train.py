@@ -266,7 +266,7 @@ def test_reference_model_is_loaded_only_for_cells_with_a_kl_loss(setup):
     """The study config gives GRPO kl_coef 1e-3 and the others 0: only the GRPO cell loads the
     frozen reference model, a copy of the starting weights."""
     from nsr_study.loading import load_tokenizer
-    from nsr_study.train import model_bytes, prepare
+    from nsr_study.train import prepare
 
     root, _ = setup
     tokenizer = load_tokenizer(str(root / "model"))
@@ -278,8 +278,8 @@ def test_reference_model_is_loaded_only_for_cells_with_a_kl_loss(setup):
     assert all(torch.equal(t, policy[k]) for k, t in ref.state_dict().items()) and not ref.training
     bf16 = prepare(cell_config(str(root / "model"), "GRPO", dtype="bfloat16"), None, "cpu", tokenizer)[1]
     n = sum(p.numel() for p in bf16.parameters())
-    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and model_bytes(bf16) == 2 * n  # as verl's
-    assert model_bytes(None) == 0 and model_bytes(model) == 4 * n
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}  # as verl's
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_overlong_prompts_are_dropped_and_counted_not_fatal(setup, tmp_path):

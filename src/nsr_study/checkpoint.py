@@ -261,14 +261,17 @@ def save_policy(model, tokenizer, folder: str | Path, dtype: str, full: dict | N
     files back and compare every tensor with the model's: a policy that does not verify raises,
     so no checkpoint is deleted on its strength (``remove_checkpoints``). A sharded policy is
     saved from ``full``, its weights gathered to rank 0 (``distributed.full_state_dict``, the one
-    full gather of a run, paid once per cell, where users and evaluation need plain HF weights):
+    full gather of a run, paid once per cell, where users and evaluation need plain HF weights;
+    converted in place, so host memory holds one copy):
     rank 0 alone calls this, after the job left its process group, so no rank waits in a
     collective while rank 0 writes and re-reads the weights."""
     from safetensors.torch import load_file
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     if full is not None:
-        state = {k: v.to(getattr(torch, dtype)) for k, v in full.items()}
+        for k in list(full):  # in place, tensor by tensor: the fp32 copy is freed as it goes
+            full[k] = full[k].to(getattr(torch, dtype))
+        state = full
         model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     else:
         model = model.to(getattr(torch, dtype))

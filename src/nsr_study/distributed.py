@@ -226,6 +226,37 @@ def shard(model, device: str):
     return model
 
 
+def load_sharded(path: str, device: str, dtype: torch.dtype = torch.float32):
+    """The causal LM of ``path`` sharded over the job's ranks (``shard``), its weights read from
+    disk once per job, by rank 0: the other ranks build it on the meta device (no memory), all
+    shard it, the others give their shards storage on the compute device (``to_empty``), and
+    rank 0's full weights are broadcast into every rank's shards (``set_model_state_dict`` with
+    ``broadcast_from_rank0``), then its buffers (rotary frequencies, not in the state dict). So
+    host memory holds the full model once, not once per rank (a 7B: 30 GB of fp32 weights on
+    each of 4 ranks before). Collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from nsr_study.loading import load_causal_lm
+
+    if world()[0] == 0:
+        model = load_causal_lm(path, "cpu", dtype)
+        full = model.state_dict()  # the full tensors, kept while fully_shard keeps only this rank's shards
+    else:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+        full = {}
+    shard(model, device)
+    if world()[0] != 0:
+        model.to_empty(device=torch.device(device) if device != "cuda" else torch.device("cuda", torch.cuda.current_device()))
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    del full
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+    return model
+
+
 def is_sharded(model) -> bool:
     from torch.distributed.fsdp import FSDPModule
 

@@ -135,10 +135,11 @@ def evaluate(model_path: str, records: list[dict], cfg: dict, prompt: dict, grad
     new_tokens, context = {name: g["max_new_tokens"] for name, g in groups.items()}, model_context(model_path)
     longest = longest_test_prompt(records, prompts, new_tokens, context)
     length = engine_length(records, prompts, new_tokens, context)
-    model = load_causal_lm(model_path, "cpu" if ranks > 1 else device, getattr(torch, cfg["dtype"])).eval()  # as saved
+    dtype = getattr(torch, cfg["dtype"])  # as saved
+    # on several ranks rank 0 alone reads the weights, broadcast into every rank's shards
+    load = distributed.load_sharded if ranks > 1 else load_causal_lm
+    model = load(model_path, device, dtype).eval()
     parameters = sum(p.numel() for p in model.parameters())
-    if ranks > 1:
-        distributed.shard(model, device)
     pad_id = pad_token_id(tokenizer)
     backend = make_backend(cfg["backend"], model, tokenizer, model_path, cfg, seed, max_model_len=length)
     problems = []

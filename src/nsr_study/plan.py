@@ -39,6 +39,19 @@ def disk_line(config: dict, throughput: dict, gpus: int) -> str:
     return line + (f"; INCOMPLETE: parameters unknown for {', '.join(unknown)}" if unknown else "")
 
 
+def host_memory_line(config: dict, throughput: dict) -> str:
+    """The plan's host-memory line: each model's train and evaluate job (``nsr_study.host_memory``)."""
+    from nsr_study.host_memory import MARGIN, RANK_BYTES, evaluate_bytes, parameters, train_bytes
+
+    counts, dtype = parameters(config, throughput), config["train"]["dtype"]
+    parts = [f"{m['name']} unknown (no parameter count)" if counts[m["name"]] is None else
+             f"{m['name']} train {train_bytes(counts[m['name']], m['gpus']) / 1e9:,.0f} GB, evaluate "
+             f"{evaluate_bytes(counts[m['name']], m['gpus'], dtype) / 1e9:,.0f} GB ({m['gpus']} rank{'s' * (m['gpus'] > 1)})"
+             for m in config["models"]]
+    return (f"{'host memory':14s} per job: {'; '.join(parts)} (rank 0 alone reads the weights, plus "
+            f"{RANK_BYTES / 1e9:.0f} GB per rank, assumed; SLURM mem_mb asks for {MARGIN}×)")
+
+
 def wall_clock_line(rows: list[Row], gpus: int) -> str:
     """The study's wall-clock on ``gpus`` GPUs (``list_schedule``), with the range of any order
     that keeps the GPUs busy when there are several."""
@@ -95,6 +108,7 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
                    "GPU" + (f"; INCOMPLETE: {sum(r.jobs for r in gaps)} jobs unmeasured" if gaps else ""))
         out.append(wall_clock_line(rows, gpus))
     out.append(disk_line(config, throughput, gpus))
+    out.append(host_memory_line(config, throughput))
     batches = sorted({b for prompts, n in ((train["prompts_per_step"], train["rollouts_per_prompt"]),
                                            (config["data"]["val_size"], 1), (problems, 1), (problems, evaluate["n"]))
                       for b in generate_calls(prompts, n, train["generation_batch_size"])})

@@ -251,41 +251,42 @@ def check_engine_share(n_params: int, kv_per_token: int, max_len: int, gpu_bytes
                          f"tokens: raise it to at least {math.ceil(100 * (weights + kv) / gpu_bytes) / 100:.2f}")
 
 
-def model_bytes(model) -> int:
-    """Bytes of a model's weights (0 for none)."""
-    return sum(p.numel() * p.element_size() for p in model.parameters()) if model is not None else 0
-
-
 def prepare(cell: dict, ckpt: Path | None, device: str, tokenizer):
     """Policy, the frozen reference policy only when this cell's ``kl_coef`` is non-zero (its
     memory and extra forward pass are spent only there), AdamW, and the rollout backend
-    sampling from the policy. On several ranks both models are loaded on the CPU and sharded
-    (FSDP2 moves each rank's shard to its GPU), after the memory check. When resuming, the
+    sampling from the policy. The GPU memory check comes first, from the model's config alone.
+    On several ranks rank 0 alone reads each model from disk and its weights are broadcast into
+    every rank's shards (``distributed.load_sharded``). When resuming, the
     policy and AdamW take ``ckpt``'s state (each rank its shards) before the backend copies the
     weights."""
     cfg = cell["train"]
     ranks = distributed.world()[1]
-    load_on = "cpu" if ranks > 1 else device
-    model = load_causal_lm(cell["model_id"], load_on)
-    if cfg["gradient_checkpointing"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # stored in the compute dtype, as verl keeps its reference policy (bf16), which halves its memory
     ref_dtype = torch.bfloat16 if cfg["dtype"] == "bfloat16" else torch.float32
-    ref_model = load_causal_lm(cell["model_id"], load_on, ref_dtype).eval() if cfg["kl_coef"] else None
-    if device == "cuda" and (cfg["backend"] == "vllm" or ranks > 1):
+    if device == "cuda" and (cfg["backend"] == "vllm" or ranks > 1):  # from the config alone, before any weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(cell["model_id"], trust_remote_code=False)
+        with torch.device("meta"):
+            shape = AutoModelForCausalLM.from_config(config)
         share = cfg["gpu_memory_utilization"] if cfg["backend"] == "vllm" else 0.0
-        n_params, gpu_bytes = sum(p.numel() for p in model.parameters()), torch.cuda.mem_get_info()[1]
-        warning = check_gpu_share(n_params, gpu_bytes, share, reference_bytes=model_bytes(ref_model), ranks=ranks)
+        n_params, gpu_bytes = sum(p.numel() for p in shape.parameters()), torch.cuda.mem_get_info()[1]
+        reference = n_params * ref_dtype.itemsize if cfg["kl_coef"] else 0
+        warning = check_gpu_share(n_params, gpu_bytes, share, reference_bytes=reference, ranks=ranks)
         if warning:
             log.warning(warning)
         if cfg["backend"] == "vllm":
             dtype_bytes = getattr(torch, cfg["dtype"]).itemsize
-            check_engine_share(n_params, kv_bytes_per_token(model.config, dtype_bytes),
+            check_engine_share(n_params, kv_bytes_per_token(config, dtype_bytes),
                                cfg["max_prompt_tokens"] + cfg["max_new_tokens"], gpu_bytes, share, dtype_bytes)
-    if ranks > 1:
-        distributed.shard(model, device)
-        if ref_model is not None:
-            distributed.shard(ref_model, device)
+    if ranks > 1:  # the full weights in host memory once (rank 0), not once per rank
+        model = distributed.load_sharded(cell["model_id"], device)
+        ref_model = distributed.load_sharded(cell["model_id"], device, ref_dtype).eval() if cfg["kl_coef"] else None
+    else:
+        model = load_causal_lm(cell["model_id"], device)
+        ref_model = load_causal_lm(cell["model_id"], device, ref_dtype).eval() if cfg["kl_coef"] else None
+    if cfg["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                   fused=device == "cuda" and ranks == 1)
     if ckpt:

@@ -13,7 +13,8 @@ imports this module at the start of every process that has this folder on ``PYTH
   gathers and reductions, DTensor, state-dict broadcasts) acts on the model's tensors, which on
   a GPU node are on the rank's GPU;
 - at exit each process writes ``rank<RANK>.json`` into the folder: the requested group (with
-  its timeout, and whether the final policy was written while it existed) and each collective
+  its timeout, whether the final policy was written while it existed, how many times it read a
+  model's weights from disk) and each collective
   it made, counted by (name, device type, the chain of package functions that led to it).
 """
 
@@ -34,6 +35,7 @@ if os.environ.get("NSR_FAKE_CUDA"):
 
     import nsr_study.checkpoint as nsr_checkpoint
     import nsr_study.distributed as nsr_dist
+    import nsr_study.loading as nsr_loading
 
     requested, seen = {}, Counter()
 
@@ -120,6 +122,14 @@ if os.environ.get("NSR_FAKE_CUDA"):
         return real_save_policy(*args, **kwargs)
 
     nsr_checkpoint.save_policy = save_policy
+    real_load = nsr_loading.load_causal_lm
+
+    def load_causal_lm(*args, **kwargs):
+        """Recorded: each full read of a model's weights from disk."""
+        requested["loads"] = requested.get("loads", 0) + 1
+        return real_load(*args, **kwargs)
+
+    nsr_loading.load_causal_lm = load_causal_lm
     dist.init_process_group = c10d.init_process_group = init_process_group
     torch.cuda.set_device = lambda device: None
     nsr_dist.init = init

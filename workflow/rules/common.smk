@@ -12,6 +12,7 @@ from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
 from nsr_study.cost import eval_shards, rule_minutes
 from nsr_study.devices import gpu_shortfall, pool
+from nsr_study.host_memory import rule_mem_mb
 from nsr_study.synthetic import LONGER_FILE
 
 MODELS = {m["name"]: m for m in config["models"]}
@@ -152,6 +153,8 @@ def eval_benchmarks() -> dict:
 # plan's estimate with a margin (nsr_study.cost.rule_minutes).
 SHARDS = eval_shards(config)
 RUNTIME_MINUTES = rule_minutes(config)
+# Each GPU rule's SLURM memory per model: its host memory estimate (nsr_study.host_memory).
+MEM_MB = rule_mem_mb(config)
 
 
 def shard_path(evaluation: str) -> str:

@@ -28,6 +28,7 @@ rule evaluate_base:
         gpu=gpus_per_cell,
         ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["evaluate_base"][w.model],
+        mem_mb=lambda w: MEM_MB["evaluate_base"][w.model],
     params:
         model=lambda w: MODELS[w.model]["id"],
         cfg=lambda w: eval_config(w.model, "base", None),
@@ -54,6 +55,7 @@ rule evaluate_cell:
         gpu=gpus_per_cell,
         ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["evaluate_cell"][w.model],
+        mem_mb=lambda w: MEM_MB["evaluate_cell"][w.model],
     params:
         model=lambda w, input: input.policy,
         cfg=lambda w: eval_config(w.model, w.objective, int(w.seed)),

@@ -34,6 +34,7 @@ rule train:
         gpu=gpus_per_cell,
         ranks=ranks,
         runtime=lambda w: RUNTIME_MINUTES["train"][w.model],
+        mem_mb=lambda w: MEM_MB["train"][w.model],
     params:
         cell=cell_config,
         work=f"work/{CELL}",
