@@ -8,9 +8,9 @@ reference) sharded with FSDP2, NCCL for CUDA tensors and gloo for host ones (``b
   the job in a collective; a rank dies with its launcher (``die_with_launcher``).
 - Sharding: ``fully_shard`` on each decoder layer, then on the root; the one-process precision
   (``mixed_precision``: fp32 master weights and residual stream, bf16 matmuls by autocast, fp32
-  gradient reduction). Gradients are
-  *summed* over ranks (divide factor 1): each rank's loss is already its share of the whole
-  minibatch's loss (``nsr_study.update``), so the sum is the single-process gradient.
+  gradient reduction). Gradients are *summed* over ranks (divide factor 1): each rank's loss is
+  already its share of the whole minibatch's loss (``nsr_study.update``), so the sum is the
+  single-process gradient. Rank 0 alone reads a model from disk (``load_sharded``).
 - Data: every rank holds the whole step (rollouts are gathered), so advantages, drops and
   minibatch orders are computed identically everywhere; a rank works on ``share`` of a list.
 """
@@ -249,7 +249,7 @@ def load_sharded(path: str, device: str, dtype: torch.dtype = torch.float32):
         full = {}
     shard(model, device)
     if world()[0] != 0:
-        model.to_empty(device=torch.device(device) if device != "cuda" else torch.device("cuda", torch.cuda.current_device()))
+        model.to_empty(device=torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else device)
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     del full
     for buffer in model.buffers():
