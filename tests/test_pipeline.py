@@ -38,7 +38,7 @@ def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
     k = 20  # 1,250 test problems in shards of 64 (evaluate.shard_size)
-    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 3, "test_prompt_lengths": 3, "train": 3 * 4 * 3,
+    assert jobs(res.stdout) == {"prepare_data": 1, "prepare_test": 1, "prompt_lengths": 3, "test_prompt_lengths": 3, "train": 3 * 4 * 3,
                                 "evaluate_base": 3 * k, "evaluate_cell": 36 * k, "merge_evaluation": 3 + 36,
                                 "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
 

@@ -51,10 +51,11 @@ def closure(*modules: str) -> list[str]:
     return sorted(seen)
 
 
-def source_hash(*modules: str) -> str:
-    """xxh3 of the names and source bytes of ``closure(*modules)``: changes with any edit of
-    that code, comments included, and with nothing else (not a touch, not another module)."""
+def source_hash(*modules: str, files: tuple[str | Path, ...] = ()) -> str:
+    """xxh3 of the names and source bytes of ``closure(*modules)`` and of ``files`` (a rule's
+    script, by file name): changes with any edit of that code, comments included, and with
+    nothing else (not a touch, not another module, not where the checkout is)."""
     h = xxhash.xxh3_64()
-    for m in closure(*modules):
-        h.update(m.encode() + b"\0" + _file(m).read_bytes() + b"\0")
+    for name, path in [(m, _file(m)) for m in closure(*modules)] + [(Path(f).name, Path(f)) for f in files]:
+        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()

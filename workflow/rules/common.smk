@@ -9,6 +9,7 @@ from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
 from nsr_study.cost import eval_shards, rule_minutes
 from nsr_study.synthetic import LONGER_FILE
+from nsr_study.sources import source_hash
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -25,15 +26,24 @@ wildcard_constraints:
     run="base|(" + "|".join(OBJECTIVES) + r")/seed\d+",
 
 
-def data_source_files():
-    """Input files of prepare_data: MATH's local or synthetic files (none from the hub), and
-    each local file of `benchmarks`."""
+def code(*modules, script=None):
+    """A cheap rule's params entry: the source hash of the package modules it runs and of its
+    script (nsr_study.sources). The default profile has no `code` trigger, so this is what makes
+    an edit of the statistics, tables or figures rerun the rules that use them, and nothing
+    else; GPU and data rules never get one (a checkpoint records the training code instead)."""
+    files = (os.path.join(workflow.basedir, "workflow", "scripts", script),) if script else ()
+    return source_hash(*modules, files=files)
+
+
+def data_source_files(split):
+    """Input files of the rule preparing MATH's `split` (prepare_data: train, prepare_test:
+    test): MATH's local or synthetic file of that split (none from the hub), and for the test
+    side each local file of `benchmarks`."""
+    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b} if split == "test" else {}
     if DATA["source"] == "local":
-        return {"train": DATA["local"]["train"], "test": DATA["local"]["test"]}
-    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b}
+        return files | {split: DATA["local"][split]}
     if DATA["source"] == "synthetic":
-        out = rules.synthetic_data.output
-        return files | {"train": out.train, "test": out.test}
+        return files | {split: getattr(rules.synthetic_data.output, split)}
     return files
 
 

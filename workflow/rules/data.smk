@@ -16,12 +16,34 @@ rule synthetic_data:
         "../scripts/synthetic_data.py"
 
 
+# Training data and test sets are prepared by separate rules: a change to `benchmarks`,
+# `data.test_fraction` or a test set's settings rewrites only test.jsonl, so it plans test-side
+# jobs (test prompt lengths, evaluations, merges, tables) and no model build or training.
 rule prepare_data:
     input:
-        unpack(lambda wildcards: data_source_files()),
+        unpack(lambda wildcards: data_source_files("train")),
     output:
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
+        strata="results/data/strata_train.csv",
+    log:
+        "logs/data/prepare_data.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        hub=DATA["hub"] if DATA["source"] == "hub" else None,
+        train_fraction=DATA["train_fraction"],
+        val_size=DATA["val_size"],
+        seed=DATA["seed"],
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule prepare_test:
+    input:
+        unpack(lambda wildcards: data_source_files("test")),
+        train_strata="results/data/strata_train.csv",
+    output:
         test="results/data/test.jsonl",
         strata=report(
             "results/data/strata.csv",
@@ -42,19 +64,17 @@ rule prepare_data:
             labels={"data": "test sets"},
         ),
     log:
-        "logs/data/prepare_data.log",
+        "logs/data/prepare_test.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         hub=DATA["hub"] if DATA["source"] == "hub" else None,
-        train_fraction=DATA["train_fraction"],
         test_fraction=DATA["test_fraction"],
-        val_size=DATA["val_size"],
         seed=DATA["seed"],
         benchmarks=BENCHMARKS[1:],
         timeout_s=config["grading"]["timeout_s"],
     script:
-        "../scripts/prepare_data.py"
+        "../scripts/prepare_test.py"
 
 
 # Prompt lengths per model (each model's own tokenizer and chat template), one model per job so

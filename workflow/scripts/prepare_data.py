@@ -1,57 +1,50 @@
-"""Rule prepare_data: load MATH, extract golds, stratified train/val/test, and the other test
-sets of `benchmarks` appended to the test table (column `benchmark`) (nsr_study.data)."""
-
-import pandas as pd
+"""Rule prepare_data: load MATH's train split, extract golds, stratified train and the
+validation subset carved from it, and the train half of the strata table (nsr_study.data).
+The test sets are rule prepare_test's: changing them never rewrites the training data."""
 
 from nsr_study import data
 from nsr_study.logs import setup_logging
 
 
+def source(p, inputs, split: str) -> dict:
+    """Where MATH's ``split`` comes from: the hub (``data.hub``) or a file."""
+    if p.hub:
+        return {"hub": p.hub["id"], "config": p.hub["config"], "revision": p.hub["revision"],
+                "split": p.hub[f"{split}_split"]}
+    return {"path": inputs[split]}
+
+
+def load(p, inputs, split: str, log) -> tuple[list[dict], str]:
+    """MATH's ``split`` rows and where they come from, warning about unrated rows."""
+    src = source(p, inputs, split)
+    rows, where = data.load_rows(src, split), data.describe(src)
+    unrated = [i for i, r in enumerate(rows, 1) if r["level"] == data.UNRATED_LEVEL]
+    if unrated:
+        log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where, unrated,
+                    data.UNRATED_LEVEL)
+    return rows, where
+
+
+def report(split: str, where: str, dropped: list[dict], table, log) -> None:
+    """Log each dropped row and the split's sampling summary."""
+    for rec in dropped:
+        log.warning("%s: row %d (%s) dropped: %s", where, rec["row"], rec["id"], rec["reason"])
+    log.info("%s: %d source rows, dropped %d without a gold answer (reasons above), sampled %d over %d strata "
+             "(max |rows - exact share| = %.2f)", split, table["source_rows"].sum() + table["dropped_no_gold"].sum(),
+             table["dropped_no_gold"].sum(), table["sampled_rows"].sum(), len(table),
+             (table["sampled_rows"] - table["expected_rows"]).abs().max())
+
+
 def main(smk):
     log = setup_logging(smk.log[0])
     p = smk.params
-    if p.hub:
-        sources = {s: {"hub": p.hub["id"], "config": p.hub["config"], "revision": p.hub["revision"],
-                       "split": p.hub[f"{s}_split"]} for s in ("train", "test")}
-    else:
-        sources = {s: {"path": smk.input[s]} for s in ("train", "test")}
-    rows = {s: data.load_rows(src, s) for s, src in sources.items()}
-    where = {s: data.describe(src) for s, src in sources.items()}
-    splits, table, dropped = data.prepare(rows["train"], rows["test"], p.train_fraction, p.test_fraction,
-                                          p.val_size, p.seed, where)
-    for s in ("train", "test"):
-        unrated = [i for i, r in enumerate(rows[s], 1) if r["level"] == data.UNRATED_LEVEL]
-        if unrated:
-            log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where[s],
-                        unrated, data.UNRATED_LEVEL)
-    for s, recs in dropped.items():
-        for rec in recs:
-            log.warning("%s: row %d (%s) dropped: %s", where[s], rec["row"], rec["id"], rec["reason"])
-    counts = [{"benchmark": data.MATH, "source": f"{where['test']} (stratified sample of data)", "gold": "solution",
-               "source_rows": len(rows["test"]), "dropped": len(dropped["test"]), "problems": len(splits["test"])}]
-    for entry in p.benchmarks:
-        source = data.benchmark_source(entry)
-        kept, lost = data.benchmark_records(entry["name"], data.describe(source), data.read_rows(source),
-                                            entry["gold"], p.timeout_s)
-        for rec in lost:
-            log.warning("benchmark %s: row %d (%s) dropped: %s", entry["name"], rec["row"], rec["id"], rec["reason"])
-        counts.append({"benchmark": entry["name"], "source": data.describe(source), "gold": entry["gold"],
-                       "source_rows": len(kept) + len(lost), "dropped": len(lost), "problems": len(kept)})
-        splits["test"] = splits["test"] + kept
+    rows, where = load(p, smk.input, "train", log)
+    splits, table, dropped = data.prepare_split("train", rows, p.train_fraction, p.seed, p.val_size, where)
+    report("train", where, dropped, table, log)
     for split, records in splits.items():
         data.write_jsonl(records, smk.output[split])
-    counts = pd.DataFrame(counts)
-    counts.to_csv(smk.output.benchmarks, index=False)
-    log.info("test sets:\n%s", counts.to_string(index=False))
     table.to_csv(smk.output.strata, index=False)
-    data.plot_strata(table, smk.output.figure)
-    for split in ("train", "test"):
-        t = table[table["split"] == split]
-        log.info("%s: %d source rows, dropped %d without a gold answer (reasons above), sampled %d over %d strata "
-                 "(max |rows - exact share| = %.2f)", split, t["source_rows"].sum() + t["dropped_no_gold"].sum(),
-                 t["dropped_no_gold"].sum(), t["sampled_rows"].sum(), len(t),
-                 (t["sampled_rows"] - t["expected_rows"]).abs().max())
-    log.info("wrote train %d, val %d, test %d rows", *(len(splits[s]) for s in ("train", "val", "test")))
+    log.info("wrote train %d, val %d rows", len(splits["train"]), len(splits["val"]))
 
 
 if __name__ == "__main__":
