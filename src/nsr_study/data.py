@@ -265,6 +265,21 @@ def strata_table(split: str, records: list[dict], dropped: list[dict], sampled: 
     return df
 
 
+def math_source(hub: dict | None, files, split: str) -> dict:
+    """Where MATH's ``split`` comes from: the hub (config ``data.hub``) or the rule's input file."""
+    if hub:
+        return {"hub": hub["id"], "config": hub["config"], "revision": hub["revision"], "split": hub[f"{split}_split"]}
+    return {"path": files[split]}
+
+
+def sampling_summary(split: str, table: pd.DataFrame) -> str:
+    """One line on a split's sampling (``prepare_split``'s table) for the rule's log."""
+    return (f"{split}: {table['source_rows'].sum() + table['dropped_no_gold'].sum()} source rows, dropped "
+            f"{table['dropped_no_gold'].sum()} without a gold answer (reasons above), sampled "
+            f"{table['sampled_rows'].sum()} over {len(table)} strata (max |rows - exact share| = "
+            f"{(table['sampled_rows'] - table['expected_rows']).abs().max():.2f})")
+
+
 def prepare_split(split: str, rows: list[dict], fraction: float, seed: int, val_size: int | None = None,
                   where: str | None = None) -> tuple[dict[str, list[dict]], pd.DataFrame, list[dict]]:
     """One source split's records ({"train", "val"} or {"test"}: the validation subset is carved

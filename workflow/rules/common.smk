@@ -36,9 +36,9 @@ def code(*modules, script=None):
 
 
 def data_source_files(split):
-    """Input files of the rule preparing MATH's `split` (prepare_data: train, prepare_test:
-    test): MATH's local or synthetic file of that split (none from the hub), and for the test
-    side each local file of `benchmarks`."""
+    """Input files of prepare_data (`split` train) or prepare_test (test): MATH's local or
+    synthetic file of that split (none from the hub), and for the test side each local file of
+    `benchmarks`."""
     files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b} if split == "test" else {}
     if DATA["source"] == "local":
         return files | {split: DATA["local"][split]}

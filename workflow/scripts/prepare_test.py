@@ -6,15 +6,20 @@ import pandas as pd
 
 from nsr_study import data
 from nsr_study.logs import setup_logging
-from prepare_data import load, report
 
 
 def main(smk):
     log = setup_logging(smk.log[0])
     p = smk.params
-    rows, where = load(p, smk.input, "test", log)
+    source = data.math_source(p.hub, smk.input, "test")
+    rows, where = data.load_rows(source, "test"), data.describe(source)
+    unrated = [i for i, r in enumerate(rows, 1) if r["level"] == data.UNRATED_LEVEL]
+    if unrated:
+        log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where, unrated,
+                    data.UNRATED_LEVEL)
     splits, table, dropped = data.prepare_split("test", rows, p.test_fraction, p.seed, where=where)
-    report("test", where, dropped, table, log)
+    for rec in dropped:
+        log.warning("%s: row %d (%s) dropped: %s", where, rec["row"], rec["id"], rec["reason"])
     counts = [{"benchmark": data.MATH, "source": f"{where} (stratified sample of data)", "gold": "solution",
                "source_rows": len(rows), "dropped": len(dropped), "problems": len(splits["test"])}]
     for entry in p.benchmarks:
@@ -30,6 +35,7 @@ def main(smk):
     counts = pd.DataFrame(counts)
     counts.to_csv(smk.output.benchmarks, index=False)
     log.info("test sets:\n%s", counts.to_string(index=False))
+    log.info(data.sampling_summary("test", table))
     table = pd.concat([pd.read_csv(smk.input.train_strata), table], ignore_index=True)
     table.to_csv(smk.output.strata, index=False)
     data.plot_strata(table, smk.output.figure)
