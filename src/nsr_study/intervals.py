@@ -27,8 +27,8 @@ about the bootstrap*, on the bootstrap's narrowness with small samples). Reporti
 problem variance together follows Bouthillier et al. 2021 (*Accounting for variance in machine
 learning benchmarks*, MLSys) and Miller 2024 (*Adding error bars to evals*, arXiv 2411.00640:
 paired per-question differences). With one seed the interval is the paired t-interval over
-problems (with the floor below): it covers test-set noise only, not a rerun of training. Coverage is measured in
-tests/test_coverage.py.
+problems (with the floor below): it covers test-set noise only, not a rerun of training.
+Coverage is measured in tests/test_coverage.py.
 
 No interval is narrower than the data allow. Per-problem values of pass@1 or pass@k are
 bounded and, on a small test set that a small model rarely solves, sparse: most problems
@@ -44,11 +44,11 @@ For binary values (pass@k at k = n) it is theirs; for values between the bounds 
 conservative, as mass at the bounds is the largest spread a bounded value can have. Its
 weight, ½(a − ȳ)² + ½(b − ȳ)² in a sum of squares over P problems, fades as 1/P² in the
 variance of the mean: at 500 problems a standard-error floor of 0.002 for a difference of
-pass rates, at 30 problems 0.033. It covered ≥ 0.94 of sparse studies at 1 and 3 seeds, and for
-pass@1 (values far inside the bounds) it is conservative: 1.00, at 2–4 times the t-interval's
-width on 30 problems; the result is cut to the bounds. Values without bounds (entropy) keep the t-interval; if
-their estimated variance is 0, the interval is (−∞, ∞) and p = 1: the data say nothing about
-their spread.
+pass rates, at 30 problems 0.033. It covered ≥ 0.94 of sparse studies at 1 and 3 seeds, and
+for pass@1 (values far inside the bounds) it is conservative: 1.00, at 2–4 times the
+t-interval's width on 30 problems. The interval is cut to the bounds. Values without bounds
+(entropy) keep the t-interval; if their estimated variance is 0, the interval is (−∞, ∞) and
+p = 1: the data say nothing about their spread.
 
 ``two_level`` takes leading batch axes, so a coverage simulation runs many studies at once.
 """
