@@ -35,15 +35,16 @@ def code(*modules, script=None):
     return source_hash(*modules, files=files)
 
 
-def data_source_files(split):
-    """Input files of prepare_data (`split` train) or prepare_test (test): MATH's local or
-    synthetic file of that split (none from the hub), and for the test side each local file of
-    `benchmarks`."""
-    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b} if split == "test" else {}
+def data_source_files(side):
+    """Input files of prepare_data (`side` train: MATH's train file) or prepare_test (test: both
+    MATH files, for the strata of both splits, and each local file of `benchmarks`); none from
+    the hub."""
+    splits = ["train"] if side == "train" else ["train", "test"]
+    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b} if side == "test" else {}
     if DATA["source"] == "local":
-        return files | {split: DATA["local"][split]}
+        return files | {s: DATA["local"][s] for s in splits}
     if DATA["source"] == "synthetic":
-        return files | {split: getattr(rules.synthetic_data.output, split)}
+        return files | {s: getattr(rules.synthetic_data.output, s) for s in splits}
     return files
 
 

@@ -19,13 +19,14 @@ rule synthetic_data:
 # Training data and test sets are prepared by separate rules: a change to `benchmarks`,
 # `data.test_fraction` or a test set's settings rewrites only test.jsonl, so it plans test-side
 # jobs (test prompt lengths, evaluations, merges, tables) and no model build or training.
+# prepare_test also draws the train sample again (the same seeded draw) for the strata table of
+# both splits: a train-side change retrains everything anyway.
 rule prepare_data:
     input:
         unpack(lambda wildcards: data_source_files("train")),
     output:
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
-        strata="results/data/strata_train.csv",
     log:
         "logs/data/prepare_data.log",
     conda:
@@ -42,7 +43,6 @@ rule prepare_data:
 rule prepare_test:
     input:
         unpack(lambda wildcards: data_source_files("test")),
-        train_strata="results/data/strata_train.csv",
     output:
         test="results/data/test.jsonl",
         strata=report(
@@ -69,6 +69,8 @@ rule prepare_test:
         "../../envs/analysis.yaml"
     params:
         hub=DATA["hub"] if DATA["source"] == "hub" else None,
+        train_fraction=DATA["train_fraction"],
+        val_size=DATA["val_size"],
         test_fraction=DATA["test_fraction"],
         seed=DATA["seed"],
         benchmarks=BENCHMARKS[1:],

@@ -1,6 +1,6 @@
 """Rule prepare_data: load MATH's train split, extract golds, stratified train and the
-validation subset carved from it, and the train half of the strata table (nsr_study.data).
-The test sets are rule prepare_test's: changing them never rewrites the training data."""
+validation subset carved from it (nsr_study.data). The test sets are rule prepare_test's:
+changing them never rewrites the training data."""
 
 from nsr_study import data
 from nsr_study.logs import setup_logging
@@ -20,7 +20,6 @@ def main(smk):
         log.warning("%s: row %d (%s) dropped: %s", where, rec["row"], rec["id"], rec["reason"])
     for split, records in splits.items():
         data.write_jsonl(records, smk.output[split])
-    table.to_csv(smk.output.strata, index=False)
     log.info(data.sampling_summary("train", table))
     log.info("wrote train %d, val %d rows", len(splits["train"]), len(splits["val"]))
 

@@ -36,7 +36,10 @@ def main(smk):
     counts.to_csv(smk.output.benchmarks, index=False)
     log.info("test sets:\n%s", counts.to_string(index=False))
     log.info(data.sampling_summary("test", table))
-    table = pd.concat([pd.read_csv(smk.input.train_strata), table], ignore_index=True)
+    train = data.math_source(p.hub, smk.input, "train")  # prepare_data's draw again, for its strata
+    train_table = data.prepare_split("train", data.load_rows(train, "train"), p.train_fraction, p.seed,
+                                     p.val_size, data.describe(train))[1]
+    table = pd.concat([train_table, table], ignore_index=True)
     table.to_csv(smk.output.strata, index=False)
     data.plot_strata(table, smk.output.figure)
     log.info("wrote test %d rows", len(splits["test"]))
