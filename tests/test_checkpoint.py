@@ -11,6 +11,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from nsr_study import checkpoint
+from nsr_study.sources import source_hash
 
 
 def cell(**train):
@@ -199,3 +200,27 @@ def test_a_checkpoint_of_two_gpus_resumes_on_one(monkeypatch):
     older = state | {"cuda": [torch.tensor([0, 9], dtype=torch.uint8), torch.tensor([1, 9], dtype=torch.uint8)]}
     checkpoint.set_rng_state(older)  # a checkpoint of the former format: one state per GPU
     assert torch.equal(one.states[0], torch.tensor([0, 9], dtype=torch.uint8))
+
+
+def test_a_checkpoint_from_other_training_code_is_rejected(saved, monkeypatch, caplog):
+    """Issue 34: the fingerprint covered the config only, so after a fix to the trainer a
+    resumed (or forced) run continued what the old code trained."""
+    work, _, _ = saved
+    manifest = json.loads((work / "checkpoint-2" / "manifest.json").read_text())
+    assert manifest["code"] == checkpoint.training_code() == source_hash("nsr_study.train")
+    monkeypatch.setattr(checkpoint, "training_code", lambda: "0123456789abcdef")
+    with caplog.at_level(logging.WARNING):
+        assert checkpoint.resumable(work, cell()) is None
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == (f"not resuming from {work / 'checkpoint-2'}: it was trained by other training code (source hash "
+                    f"{manifest['code']}, this code's 0123456789abcdef: nsr_study.train or a module it imports changed)")
+
+
+def test_a_finished_run_is_not_resumed_at_its_own_end(saved):
+    work, _, _ = saved
+    ckpt = work / "checkpoint-2"
+    assert checkpoint.rejection(ckpt, cell(steps=2)) is None  # killed after its last checkpoint: resume
+    checkpoint.mark_finished(work)
+    assert checkpoint.rejection(ckpt, cell(steps=2)) == ("it ends a finished run of this cell "
+                                                          "(a forced rerun trains from step 0)")
+    assert checkpoint.rejection(ckpt, cell(steps=4)) is None  # more steps continue the finished run

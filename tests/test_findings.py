@@ -74,7 +74,32 @@ def test_p_value_inverts_the_interval():
     p = p_value(est, ss, sp, seeds, problems, thr)
     assert half_width(ss**2, sp**2, seeds, problems, 1 - p) == pytest.approx(est - thr)
     assert 0 < p < 0.05 and p_value(est, ss, sp, seeds, problems, est) == 1.0
-    assert p_value(0.1, 0.0, 0.0, 1, 5, 0.0) == 0.0  # no noise at all, estimate off the threshold
+    # no spread at all: the data say nothing about the noise, so no p-value below 1 (was 0, issue 34)
+    assert p_value(0.1, 0.0, 0.0, 1, 5, 0.0) == 1.0
+    assert p_value(10.0, 0.0, 0.001, 1, 50, 0.0) == 1e-15  # below what brentq resolves, never 0
+
+
+def test_zero_variance_without_bounds_is_no_interval():
+    r = two_level(np.full((1, 16), 0.3), 0.95)
+    assert r["estimate"] == pytest.approx(0.3) and (r["lo"], r["hi"]) == (-np.inf, np.inf)
+
+
+def test_bounds_floor_the_problem_variance_by_hand():
+    # 16 problems, all 0, contrast in [−1, 1]: squares 0 + ½ · 1 + ½ · 1 = 1 over P + 1 = 17 values
+    # (ddof 1: / 16), / 16 problems → se 1/16; half = t(0.975; 15 df) · 0.0625 = 2.1314 · 0.0625
+    r = two_level(np.zeros((1, 16)), 0.95, (-1.0, 1.0))
+    assert r["se_problems"] == pytest.approx(1 / 16)
+    assert (r["lo"], r["hi"]) == pytest.approx((-0.13321, 0.13321), abs=1e-5)
+    # one problem at +1: mean 1/16, squares 15 · (1/16)² + (15/16)² + ½ (17/16)² + ½ (15/16)²
+    y = np.zeros((1, 16))
+    y[0, 0] = 1
+    squares = 15 / 256 + 225 / 256 + (289 + 225) / 512
+    assert two_level(y, 0.95, (-1, 1))["se_problems"] == pytest.approx((squares / 16 / 16) ** 0.5)
+    # the floor fades as 1/P²: the t-interval's standard error is nearly unchanged at 1,000 problems
+    y = np.random.default_rng(0).choice([-1.0, 0.0, 1.0], size=(1, 1000), p=[0.2, 0.5, 0.3])
+    assert two_level(y, 0.95, (-1, 1))["se_problems"] == pytest.approx(two_level(y, 0.95)["se_problems"], rel=2e-3)
+    with pytest.raises(ValueError, match="every value of y inside"):
+        two_level(y, 0.95, (0, 1))
 
 
 def test_holm_steps_down_by_hand():
@@ -89,50 +114,62 @@ def test_findings_table_uses_the_two_level_interval():
     d = np.array([0, 0, 0.25, 0.5, 0.5])
     table, _, _ = findings({"m": one_model({("base", None): base, ("NSR", 0): nsr})}, 0.95, 0.02)
     r = row(table, "nsr_raises_pass1")
-    ci = stats.ttest_1samp(d, 0).confidence_interval(0.95)
-    assert r["estimate"] == pytest.approx(0.25) and (r["lo"], r["hi"]) == pytest.approx((ci.low, ci.high))
-    assert r["verdict"] == "inconclusive" and r["problems"] == 5 and r["seeds"] == 1  # t(4 df): ± 0.31
-    assert r["covers"] == "test problems only (one seed)" and r["p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    # a difference of pass rates lies in [−1, 1]: squares 0.25 + ½ · 1.25² + ½ · 0.75² = 1.3125 over
+    # 5 + 1 values (ddof 1: / 5), / 5 problems → se 0.22913; t(0.975; 4 df) = 2.7764 → ± 0.6362
+    se = 1.3125**0.5 / 5
+    assert r["estimate"] == pytest.approx(0.25) and r["se_problems"] == pytest.approx(se)
+    assert (r["lo"], r["hi"]) == pytest.approx((0.25 - 0.6362, 0.25 + 0.6362), abs=1e-4)
+    assert r["verdict"] == "inconclusive" and r["problems"] == 5 and r["seeds"] == 1
+    assert r["covers"] == "test problems only (one seed)" and r["p"] == pytest.approx(2 * stats.t.sf(0.25 / se, 4))
+    assert d.mean() == r["estimate"]
 
 
-def test_a_contrast_of_identical_cells_is_exactly_zero():
-    same = [0, 0, 0, 4, 2, 2] * 2
-    table, _, _ = findings({"m": one_model({("base", None): same, ("NSR", 0): same, ("PSR", 0): [4] * 12})},
+def test_a_contrast_of_identical_cells_gets_no_verdict():
+    # issue 34: NSR equal to the base model on every problem got [0, 0], "supported" above
+    # −0.02 with p = 0, and survived Holm (the demo's `longer` set: 16 problems no cell solved)
+    same = [0] * 16
+    table, _, _ = findings({"m": one_model({("base", None): same, ("NSR", 0): same, ("PSR", 0): [4] * 16})},
                            0.95, 0.02)
-    r = row(table, "nsr_keeps_breadth")
-    assert (r["estimate"], r["lo"], r["hi"]) == (0.0, 0.0, 0.0)
-    assert r["verdict"] == "supported"  # 0 lies above the −0.02 margin
-    assert row(table, "nsr_raises_pass1")["verdict"] == "inconclusive"
-    # pass@4: PSR 1 everywhere, base 0 on half the problems
-    assert row(table, "psr_narrows")["verdict"] == "contradicted"
+    for claim in ("nsr_keeps_breadth", "nsr_raises_pass1"):
+        r = row(table, claim)
+        assert r["estimate"] == 0 and r["lo"] < -0.1 and r["hi"] > 0.1  # ± t(15) / 16 = ± 0.133
+        assert (r["verdict"], r["verdict_holm"]) == ("inconclusive", "inconclusive") and r["p"] > 0.05
+    # pass@4: PSR 1 everywhere, base 0 everywhere: +1 is resolved, at p > 0
+    r = row(table, "psr_narrows")
+    assert r["verdict"] == "contradicted" and 0 < r["p"] < 1e-6 and r["hi"] == 1  # cut to the bounds
 
 
 def test_seeds_are_paired_across_objectives_and_counted_with_s_minus_1_degrees_of_freedom():
     # every problem alike, so only the seeds vary: NSR seed 0 is +0.25 over base, seed 1 −0.25:
-    # estimate 0, seed standard error 0.25, interval ± t(0.975; 1 df) · 0.25 = ± 3.1766
+    # estimate 0, seed standard error 0.25; the problem means are all 0, floored by half a
+    # problem at ±1: se 1/4; interval ± √(t²(0.975; 1) + t²(0.975; 3)) · 0.25 = ± 3.2747, cut to
+    # [−1, 1], the range of a difference of pass rates
     model = one_model({("base", None): [2] * 4, ("NSR", 0): [3] * 4, ("NSR", 1): [1] * 4})
     r = row(findings({"m": model}, 0.95, 0.02)[0], "nsr_raises_pass1")
-    assert (r["estimate"], r["se_seeds"], r["se_problems"], r["seeds"]) == (0.0, 0.25, 0.0, 2)
-    assert (r["lo"], r["hi"]) == pytest.approx((-3.1766, 3.1766), abs=1e-4)
+    assert (r["estimate"], r["se_seeds"], r["se_problems"], r["seeds"]) == (0.0, 0.25, 0.25, 2)
+    assert (r["lo"], r["hi"]) == (-1, 1) and r["p"] == 1
+    assert half_width(r["se_seeds"] ** 2, r["se_problems"] ** 2, 2, 4, 0.95) == pytest.approx(3.2747, abs=1e-4)
     assert r["covers"] == "seeds and test problems"
-    # PSR seed s shifted from NSR seed s by +0.25 on every problem: PSR − NSR is exactly +0.25
+    # PSR seed s shifted from NSR seed s by +0.25 on every problem: PSR − NSR is +0.25 on every
+    # seed and problem, yet 4 problems cannot rule out others that differ
     model = one_model({("base", None): [2] * 4, ("NSR", 0): [3] * 4, ("NSR", 1): [1] * 4,
                        ("PSR", 0): [4] * 4, ("PSR", 1): [2] * 4})
     r = row(findings({"m": model}, 0.95, 0.02)[0], "psr_gain_vs_nsr")
-    assert (r["estimate"], r["lo"], r["hi"]) == (0.25, 0.25, 0.25)
+    assert (r["estimate"], r["se_seeds"]) == (0.25, 0.0) and r["lo"] < 0 < 0.25 < r["hi"]
 
 
 def test_trend_over_size_and_prior_from_the_per_model_estimates():
-    # NSR − base pass@1: +0.25 at 10 parameters (base pass@1 .25), +0.75 at 1000 (base 0), no noise
-    small = one_model({("base", None): [1] * 3, ("NSR", 0): [2] * 3}, parameters=10)
-    large = one_model({("base", None): [0] * 3, ("NSR", 0): [3] * 3}, parameters=1000)
+    # NSR − base pass@1: +0.25 at 10 parameters (base pass@1 .25), +0.75 at 1000 (base 0), no
+    # noise, 30 problems (3 would leave room for others that differ: the bounds' floor)
+    small = one_model({("base", None): [1] * 30, ("NSR", 0): [2] * 30}, parameters=10)
+    large = one_model({("base", None): [0] * 30, ("NSR", 0): [3] * 30}, parameters=1000)
     table, trend, untested = findings({"large": large, "small": small}, 0.95, 0.02)
     assert list(table[table["claim"] == "nsr_raises_pass1"]["model"]) == ["small", "large"]
     assert list(table[table["claim"] == "nsr_raises_pass1"]["base_pass1"]) == [0.25, 0.0]
     t = trend[trend["claim"] == "nsr_raises_pass1"].set_index("axis")
     size, prior = t.loc["log10 parameters"], t.loc["base pass@1"]
     assert (size["smallest"], size["largest"], size["trend"], size["models"]) == ("small", "large", "increases", 2)
-    assert [size["estimate"], size["lo"], size["hi"], size["slope"]] == pytest.approx([0.5, 0.5, 0.5, 0.25])
+    assert [size["estimate"], size["slope"]] == pytest.approx([0.5, 0.25]) and 0 < size["lo"] < 0.5 < size["hi"]
     assert (prior["smallest"], prior["largest"], prior["trend"]) == ("large", "small", "decreases")
     assert prior["slope"] == pytest.approx(-2.0)  # −0.5 over 0.25 of base pass@1
     assert any(u.startswith("grpo_narrows: not tested") and "GRPO" in u for u in untested)
@@ -231,13 +268,13 @@ def test_model_inputs_read_sizes_and_largest_k_from_the_final_table():
 
 
 def test_holm_adjusts_over_every_claim_and_model():
-    # 11 claims on one model: NSR 0.007 above base, the other objectives at the base's level.
-    # NSR − PSR (+0.010, p 0.016) is resolved alone; 7 claims have smaller p-values, so Holm
+    # 11 claims on one model: NSR 0.010 above base, the other objectives at the base's level.
+    # NSR − PSR (+0.013, p 0.015) is resolved alone; 7 claims have smaller p-values, so Holm
     # tests it at 0.05 / 4 and it is not
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.6, 300)
     cells = {c: base + rng.normal(0, 0.05, 300) for c in ("PSR", "GRPO", "W_REINFORCE")}
-    cells |= {"base": base, "NSR": base + 0.007 + rng.normal(0, 0.05, 300)}
+    cells |= {"base": base, "NSR": base + 0.010 + rng.normal(0, 0.05, 300)}
     table, _, _ = findings({"m": {"parameters": 1, "k_max": 4, "values": values(cells)}}, 0.95, 0.02)
     assert len(table) == 11
     assert ((table["verdict_holm"] != "inconclusive") == holm(table["p"].to_numpy(), 0.05)).all()
@@ -247,8 +284,8 @@ def test_holm_adjusts_over_every_claim_and_model():
 
 
 def test_summary_states_counts_coverage_adjustment_and_trends_in_words():
-    small = one_model({("base", None): [1] * 3, ("NSR", 0): [2] * 3}, parameters=10)
-    large = one_model({("base", None): [0] * 3, ("NSR", 0): [3] * 3}, parameters=1000)
+    small = one_model({("base", None): [1] * 30, ("NSR", 0): [2] * 30}, parameters=10)
+    large = one_model({("base", None): [0] * 30, ("NSR", 0): [3] * 30}, parameters=1000)
     table, trend, untested = findings({"small": small, "large": large}, 0.95, 0.02)
     text = summary_rst(table, trend, untested, 0.95, 0.02)
     assert "2 of the paper's claims × 2 models = 4 verdicts" in text and "pass@kmax is pass@4" in text
@@ -256,8 +293,8 @@ def test_summary_states_counts_coverage_adjustment_and_trends_in_words():
     assert "disagreed on 6 of its 27 verdicts (issue 22)" in text
     assert "Holm's adjustment over all 4* (family-wise 5 %) differs" in text
     assert "**nsr_raises_pass1**: ``NSR − base on pass@1 > 0``." in text
-    assert "supported at small (+0.250 [+0.250, +0.250]), large" in text
-    assert "Over log10 parameters it increases: large − small +0.500 [+0.500, +0.500] (slope +0.250" in text
+    assert "supported at small (+0.250 [+0.180, +0.320]), large" in text
+    assert "Over log10 parameters it increases: large − small +0.500 [+0.359, +0.641] (slope +0.250" in text
     assert "Over base pass@1 it decreases: small − large" in text
     assert "psr_narrows: not tested, the grid has no PSR" in text
     two = one_model({("base", None): [1] * 3, ("NSR", 0): [2] * 3, ("NSR", 1): [3, 2, 2]}, parameters=10)

@@ -38,7 +38,7 @@ def test_study_dry_run_plans_base_evals_and_every_cell():
     res = snakemake("-n", "--cores", "all", "--resources", "gpu=1")
     assert res.returncode == 0, res.stderr
     k = 20  # 1,250 test problems in shards of 64 (evaluate.shard_size)
-    assert jobs(res.stdout) == {"prepare_data": 1, "prompt_lengths": 3, "test_prompt_lengths": 3, "train": 3 * 4 * 3,
+    assert jobs(res.stdout) == {"prepare_data": 1, "prepare_test": 1, "prompt_lengths": 3, "test_prompt_lengths": 3, "train": 3 * 4 * 3,
                                 "evaluate_base": 3 * k, "evaluate_cell": 36 * k, "merge_evaluation": 3 + 36,
                                 "aggregate": 1, "figures": 1, "findings": 1, "all": 1}
 
@@ -202,6 +202,60 @@ def test_a_change_plans_only_the_jobs_whose_inputs_it_changes(micro):
         "test_prompt_lengths": 2, "evaluate_base": 2 * k, "evaluate_cell": 8 * k, "merge_evaluation": 10}
     assert plan(evaluate=MICRO["evaluate"] | {"shard_size": 200}) == REPORT | {
         "evaluate_base": 2 * shards(200), "evaluate_cell": 8 * shards(200), "merge_evaluation": 10}
+
+
+def plan_with(micro, **changes) -> dict[str, int]:
+    """Jobs of a dry run on the finished micro run with ``changes`` to its config."""
+    cfg = micro / "changed.yaml"
+    cfg.write_text(yaml.safe_dump(MICRO | changes))
+    res = snakemake("-n", "--cores", "2", "-d", micro, "--configfile", cfg)
+    assert res.returncode == 0, res.stderr
+    return {} if "Nothing to be done" in res.stdout else jobs(res.stdout)
+
+
+def test_a_test_set_is_added_or_resampled_without_retraining(micro):
+    """Issue 34: prepare_data's params held the test sets, and it rewrote train.jsonl, so adding
+    a test set planned 3 build_tiny_model and 12 train jobs on the demo. Now only the test side:
+    prepare_test, the test prompt lengths, every evaluation (test.jsonl changed), merges, report."""
+    longer = sum(1 for _ in open(micro / "results/data/synthetic/longer.jsonl"))
+    others = count_benchmark_problems(MICRO["benchmarks"], MICRO["data"])
+
+    def test_side(problems):
+        k = shard_count(problems, MICRO["evaluate"]["shard_size"])
+        return REPORT | {"prepare_test": 1, "test_prompt_lengths": 2, "evaluate_base": 2 * k, "evaluate_cell": 8 * k,
+                         "merge_evaluation": 10}
+
+    added = {"name": "longer", "local": "results/data/synthetic/longer.jsonl", "gold": "solution"}
+    assert plan_with(micro, benchmarks=MICRO["benchmarks"] + [added]) == test_side(20 + others + longer)
+    assert plan_with(micro, data=MICRO["data"] | {"test_fraction": 0.3}) == test_side(30 + others)
+    assert plan_with(micro, data=MICRO["data"] | {"val_size": 10})["train"] == 8  # the train side still retrains
+
+
+@pytest.fixture
+def edited(micro):
+    """Append a comment to a module of the checkout, restored (bytes and times) afterwards."""
+    saved = []
+
+    def edit(module: str):
+        path = REPO / "src" / "nsr_study" / f"{module}.py"
+        saved.append((path, path.read_bytes(), path.stat()))
+        path.write_bytes(saved[-1][1] + b"\n# an edit (tests/test_pipeline.py)\n")
+
+    yield edit
+    for path, text, st in saved:
+        path.write_bytes(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("module", ["intervals", "findings"])
+def test_editing_the_statistics_reruns_the_findings_and_nothing_upstream(micro, edited, module):
+    """Issue 34: rules ran `python -m`/`script:` without the code trigger, so an edit of the
+    statistics left the old verdicts in findings.csv. Their params hold the source hash of the
+    modules they run (nsr_study.sources): the findings and the figures (which draw the claims)
+    rerun, no training, evaluation or merge."""
+    assert plan_with(micro) == {}
+    edited(module)
+    assert plan_with(micro) == {"findings": 1, "figures": 1, "all": 1}
 
 
 def test_a_test_problem_the_model_cannot_hold_stops_the_run_before_any_model_work(micro, tmp_path):

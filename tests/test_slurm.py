@@ -162,7 +162,7 @@ def test_every_job_goes_through_sbatch_with_its_resources(slurm_demo):
     root, jobs = slurm_demo
     n_models, n_cells = 2, 2 * 4
     assert {r: len(ids) for r, ids in jobs.items()} == {
-        "synthetic_data": 1, "prepare_data": 1, "build_tiny_model": n_models, "train": n_cells,
+        "synthetic_data": 1, "prepare_data": 1, "prepare_test": 1, "build_tiny_model": n_models, "train": n_cells,
         "evaluate_base": n_models * 2, "evaluate_cell": n_cells * 2, "merge_evaluation": n_models + n_cells,
         "aggregate": 1, "figures": 1}  # evaluations in 2 shards (micro.yaml's evaluate.shard_size)
     acct = sacct([i for ids in jobs.values() for i in ids]).set_index("jobid")

@@ -171,9 +171,39 @@ def test_more_steps_continue_a_finished_run(setup, plain):
     assert [r["step"] for r in recs] == list(range(9)) and recs[:7] == ref
 
 
+def test_a_forced_rerun_of_a_finished_cell_trains_from_step_0(setup, plain):
+    """Issue 34: `--forcerun` of a finished cell resumed its last checkpoint and returned the old
+    policy in seconds. The rerun (same cell, same code) starts at step 0 and says why in one line."""
+    root, cell = setup
+    res = rerun_on_a_copy(root, cell, "forced")
+    assert (f"not resuming from {root / 'forced' / 'work' / 'checkpoint-6'}: it ends a finished run of this cell"
+            in res.stderr) and "resuming from " + str(root) not in res.stderr.replace("not resuming from", "")
+    recs = read_jsonl(root / "forced" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(7)) and recs[0]["train_prompts"] > 0  # step 0 logged afresh
+
+
+def test_other_training_code_starts_afresh(setup, plain):
+    """A job killed after its last checkpoint (no finished mark) resumes unless the training code
+    changed since: here its fingerprint in the manifest is faked."""
+    root, cell = setup
+    shutil.copytree(root / "plain" / "work", root / "edited" / "work")
+    (root / "edited" / "work" / "finished.json").unlink()
+    manifest = root / "edited" / "work" / "checkpoint-6" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(json.loads(manifest.read_text())["code"], "0123456789abcdef"))
+    res = subprocess.run(train_cmd(root, cell, "edited"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "it was trained by other training code (source hash 0123456789abcdef" in res.stderr
+    assert [r["step"] for r in read_jsonl(root / "edited" / "metrics.jsonl")] == list(range(7))
+
+
 def test_runtime_only_knobs_do_not_count_as_a_change(setup, plain):
     root, cell = setup
-    res = rerun_on_a_copy(root, cell, "runtime", runtime=dict(micro_batch_size=1, logprob_chunk=3, checkpoint_every=1))
+    shutil.copytree(root / "plain" / "work", root / "runtime" / "work")
+    (root / "runtime" / "work" / "finished.json").unlink()  # killed after its last checkpoint
+    cmd = train_cmd(root, cell, "runtime") + ["--runtime", json.dumps(dict(micro_batch_size=1, logprob_chunk=3,
+                                                                             checkpoint_every=1))]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming from" in res.stderr and "not resuming" not in res.stderr
     assert read_jsonl(root / "runtime" / "metrics.jsonl") == read_jsonl(plain / "metrics.jsonl")
 

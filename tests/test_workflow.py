@@ -25,7 +25,10 @@ def test_demo_data_stage_runs_offline(tmp_path):
     assert {r["level"] for r in test[sample:]} == {"Level 6", "Level 7"}
     assert max(int(r["level"][-1]) for r in read_jsonl(tmp_path / "results/data/train.jsonl")) == 5
     assert pd.read_csv(tmp_path / "results/data/benchmarks.csv")["problems"].tolist() == [sample, longer]
-    assert (tmp_path / "logs/data/prepare_data.log").read_text().count("sampled") == 2
+    for rule in ("prepare_data", "prepare_test"):  # one split each
+        assert (tmp_path / f"logs/data/{rule}.log").read_text().count("sampled") == 1
+    strata = pd.read_csv(tmp_path / "results/data/strata.csv")
+    assert set(strata["split"]) == {"train", "test"} and strata["val_rows"].sum() == demo["val_size"]
 
 
 def test_local_math_through_the_workflow(tmp_path, math_dir):

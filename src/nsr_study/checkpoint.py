@@ -10,7 +10,8 @@ A checkpoint is ``checkpoint-<step>/``, in one format for any number of ranks:
 - ``trainer_state.pt``: step, data cursor and rank 0's RNG states, written by rank 0;
 - ``manifest.json``, written last by rank 0: every file's size and xxh3 hash (each rank hashes
   its own shards, at the same time, and rank 0 collects them: no collective waits on one rank
-  hashing them all), the number of ranks that wrote it, and the cell config it was trained with.
+  hashing them all), the number of ranks that wrote it, the cell config it was trained with,
+  and the fingerprint of the code that trained it (``training_code``).
 
 It is written in a temporary folder and renamed into place, and older checkpoints are deleted
 only after that, so a kill or a failed write at any moment leaves the previous checkpoint
@@ -18,11 +19,20 @@ intact. A run resumes with any number of ranks, 1 included: the model is built f
 ``model_id`` and sharded as usual, then each rank reads its pieces and DCP reshards
 (tests/test_distributed.py: 2 → 2, 2 → 1, 1 → 2).
 
-A checkpoint is trusted only when its files match the manifest and its config matches the
-run's, up to ``train.steps`` (a larger ``steps`` continues a run). Runtime-only knobs
-(``nsr_study.config.RUNTIME_ONLY``: threads, micro-batch sizes…) are left out of the comparison,
-as is the number of ranks. Anything else (a checkpoint in the older safetensors format included)
-starts the run afresh, and the log says which checkpoint was rejected and why.
+A checkpoint is trusted only when its files match the manifest, its config matches the run's,
+up to ``train.steps`` (a larger ``steps`` continues a run), and it was written by the same
+training code: the source of ``nsr_study.train`` and of every package module it imports
+(``nsr_study.sources``), so after a fix to the trainer, an objective or the sampling no run
+continues what the old code trained. Runtime-only knobs (``nsr_study.config.RUNTIME_ONLY``:
+threads, micro-batch sizes…) are left out of the comparison, as is the number of ranks.
+
+A finished run is not resumed either: ``mark_finished`` records its last checkpoint once the
+policy and metrics are written, and a later job of the same cell with the same ``train.steps``
+(``snakemake --forcerun``, or outputs deleted) trains from step 0 instead of returning the old
+policy. A job killed at any point before that, the last checkpoint's write included, resumes
+from its newest checkpoint with everything in it: weights, AdamW state, step, data cursor and
+RNG states. Anything else (a checkpoint in the older safetensors format included) starts the run
+afresh, and the log says in one line which checkpoint was rejected and why.
 
 The final policy is plain HF safetensors in the compute dtype (``save_policy``): written once
 per cell, it is the one place where a sharded policy is gathered to rank 0.
@@ -44,11 +54,18 @@ import xxhash
 
 from nsr_study import distributed
 from nsr_study.config import RUNTIME_ONLY, flat
+from nsr_study.sources import source_hash
 
 log = logging.getLogger("nsr_study.checkpoint")
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.pt"  # rank 0's step, data cursor and RNG states
 FORMAT = "torch.distributed.checkpoint"  # manifests before it had no format: weights were safetensors
+FINISHED = "finished.json"  # the manifest hash of a finished run's last checkpoint (mark_finished)
+
+
+def training_code() -> str:
+    """The fingerprint of the code that trains: ``nsr_study.train`` and its package imports."""
+    return source_hash("nsr_study.train")
 
 
 def fingerprint(cell: dict) -> dict:
@@ -173,7 +190,7 @@ def _seal(tmp: Path, target: Path, step: int, cursor: int, cell: dict, shards: d
     torch.save(dict(rng=rng_state(), step=step, cursor=cursor), tmp / TRAINER_STATE)
     rest = [p for p in tmp.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in shards]
     manifest = dict(format=FORMAT, ranks=distributed.world()[1], step=step, cursor=cursor,
-                    config=fingerprint(cell), files=_files(rest) | shards)
+                    config=fingerprint(cell), code=training_code(), files=_files(rest) | shards)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -219,9 +236,30 @@ def rejection(ckpt: Path, cell: dict) -> str | None:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         return f"it was trained with another config (changed: {', '.join(changed)})"
+    if manifest.get("code") != (code := training_code()):
+        return (f"it was trained by other training code (source hash {manifest.get('code', 'not recorded')}, "
+                f"this code's {code}: nsr_study.train or a module it imports changed)")
     if manifest["step"] > cell["train"]["steps"]:
         return f"its step {manifest['step']} is past train.steps = {cell['train']['steps']}"
+    if manifest["step"] == cell["train"]["steps"] and _finished(ckpt.parent) == _digest(ckpt / MANIFEST):
+        return "it ends a finished run of this cell (a forced rerun trains from step 0)"
     return None
+
+
+def _finished(work: Path) -> str | None:
+    try:
+        return json.loads((work / FINISHED).read_text())["manifest_xxh3"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def mark_finished(work: Path) -> None:
+    """Record the newest checkpoint as the end of a finished run (the policy and metrics are
+    written): a later job with the same ``train.steps`` is a rerun on purpose and trains
+    afresh, while a job killed before this call resumes. No checkpoint, no mark."""
+    if found := checkpoints(work):
+        (work / FINISHED).write_text(json.dumps(dict(checkpoint=found[0].name,
+                                                     manifest_xxh3=_digest(found[0] / MANIFEST))))
 
 
 def resumable(work: Path, cell: dict) -> Path | None:

@@ -265,30 +265,50 @@ def strata_table(split: str, records: list[dict], dropped: list[dict], sampled: 
     return df
 
 
+def math_source(hub: dict | None, files, split: str) -> dict:
+    """Where MATH's ``split`` comes from: the hub (config ``data.hub``) or the rule's input file."""
+    if hub:
+        return {"hub": hub["id"], "config": hub["config"], "revision": hub["revision"], "split": hub[f"{split}_split"]}
+    return {"path": files[split]}
+
+
+def sampling_summary(split: str, table: pd.DataFrame) -> str:
+    """One line on a split's sampling (``prepare_split``'s table) for the rule's log."""
+    return (f"{split}: {table['source_rows'].sum() + table['dropped_no_gold'].sum()} source rows, dropped "
+            f"{table['dropped_no_gold'].sum()} without a gold answer (reasons above), sampled "
+            f"{table['sampled_rows'].sum()} over {len(table)} strata (max |rows - exact share| = "
+            f"{(table['sampled_rows'] - table['expected_rows']).abs().max():.2f})")
+
+
+def prepare_split(split: str, rows: list[dict], fraction: float, seed: int, val_size: int | None = None,
+                  where: str | None = None) -> tuple[dict[str, list[dict]], pd.DataFrame, list[dict]]:
+    """One source split's records ({"train", "val"} or {"test"}: the validation subset is carved
+    from the train sample, ``val_size`` rows), its strata table and its dropped rows (see
+    ``to_records``); ``where`` names the source in errors. Each split alone, so the rules that
+    prepare the test sets never rewrite the training data (workflow/rules/data.smk)."""
+    records, dropped = to_records(rows, split)
+    if not records:
+        raise DataError(f"{where or split}: no row has a \\boxed{{}} answer in its solution ({len(rows)} rows)")
+    sampled = sample_split(records, fraction, seed)
+    if split == "train":
+        train, val = carve_val(sampled, val_size, seed)
+        return {"train": train, "val": val}, strata_table(split, records, dropped, sampled, fraction, val), dropped
+    return {split: sampled}, strata_table(split, records, dropped, sampled, fraction), dropped
+
+
 def prepare(train_rows: list[dict], test_rows: list[dict], train_fraction: float, test_fraction: float,
             val_size: int, seed: int, where: dict[str, str] | None = None
             ) -> tuple[dict[str, list[dict]], pd.DataFrame, dict[str, list[dict]]]:
     """Records for train/val/test, the strata summary table and each split's dropped rows
-    (see ``to_records``); ``where`` names each split's source in errors."""
+    (``prepare_split`` of both splits); ``where`` names each split's source in errors."""
     import pandas as pd
 
     where = where or {}
-    splits, tables, all_dropped = {}, [], {}
-    for split, rows, frac in (("train", train_rows, train_fraction), ("test", test_rows, test_fraction)):
-        records, dropped = to_records(rows, split)
-        if not records:
-            raise DataError(f"{where.get(split, split)}: no row has a \\boxed{{}} answer in its solution "
-                            f"({len(rows)} rows)")
-        sampled = sample_split(records, frac, seed)
-        val = []
-        if split == "train":
-            splits["train"], val = carve_val(sampled, val_size, seed)
-            splits["val"] = val
-        else:
-            splits["test"] = sampled
-        tables.append(strata_table(split, records, dropped, sampled, frac, val))
-        all_dropped[split] = dropped
-    return splits, pd.concat(tables, ignore_index=True), all_dropped
+    train, train_table, train_dropped = prepare_split("train", train_rows, train_fraction, seed, val_size,
+                                                      where.get("train"))
+    test, test_table, test_dropped = prepare_split("test", test_rows, test_fraction, seed, where=where.get("test"))
+    return train | test, pd.concat([train_table, test_table], ignore_index=True), {"train": train_dropped,
+                                                                                   "test": test_dropped}
 
 
 def write_jsonl(records: list[dict], path: str | Path, fields=RECORD_FIELDS) -> None:

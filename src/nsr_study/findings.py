@@ -16,6 +16,9 @@ problem p has its own contrast value y_sp, the problems paired across cells and 
 same test set) and the seeds paired across objectives (seed s of every objective saw the same
 prompt order). ``nsr_study.intervals.two_level`` turns y into an estimate and an interval that
 covers both seeds and problems, or with one seed the test problems only (column ``covers``).
+Pass rates lie in [0, 1] (``RANGES``), so a contrast value has a range too (a difference: [−1, 1]),
+and the interval is never narrower than a test set of that many problems allows: a contrast
+that is 0 on every problem is inconclusive, never a verdict from [0, 0].
 
 Verdicts (``verdict``): supported when the interval lies entirely on the claimed side of the
 threshold, contradicted when entirely on the other side, inconclusive otherwise. Each holds at
@@ -44,6 +47,7 @@ from nsr_study.intervals import covers, holm, p_value, two_level
 from nsr_study.metrics import pass_at_k
 
 METRICS = ("pass@1", "pass@kmax", "entropy")
+RANGES = {"pass@1": (0.0, 1.0), "pass@kmax": (0.0, 1.0), "entropy": None}  # a per-problem value's range
 VERDICTS = ("supported", "contradicted", "inconclusive")
 TRENDS = ("increases", "decreases", "not monotone", "inconclusive", "equal values")
 AXES = {"size": "log10 parameters", "prior": "base pass@1"}
@@ -162,21 +166,34 @@ def stack_model(evals: dict[tuple[str, int | None], list[dict]], kmax: int, prob
 # ---------------------------------------------------------------- contrasts and intervals
 
 
-def contrast_values(claim: Claim, values: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    """The claim's contrast per seed and problem (seeds × problems); a one-row cell (the base
-    model) is the same for every seed."""
+def contrast_values(claim: Claim, values: dict[str, dict[str, np.ndarray]]
+                    ) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """The claim's contrast per seed and problem (seeds × problems), a one-row cell (the base
+    model) being the same for every seed, and the range one contrast value can take given the
+    metric's range (None for entropy, which has none)."""
     cells = values[claim.metric]
     weights = claim.weights({c: float(cells[c].mean()) for c in claim.cells})
-    return sum(w * cells[c] for c, w in weights.items())
+    y = sum(w * cells[c] for c, w in weights.items())
+    if RANGES[claim.metric] is None:
+        return y, None
+    low, high = RANGES[claim.metric]
+    w = np.array(list(weights.values()), float)
+    return y, (float(np.where(w > 0, w * low, w * high).sum()), float(np.where(w > 0, w * high, w * low).sum()))
 
 
-def _row(y: np.ndarray, confidence: float) -> dict:
-    return {k: float(v) for k, v in two_level(y, confidence).items()}
+def _difference(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The range of the difference of two contrasts that each lie in ``bounds``."""
+    return None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+
+
+def _row(y: np.ndarray, confidence: float, bounds: tuple[float, float] | None) -> dict:
+    return {k: float(v) for k, v in two_level(y, confidence, bounds).items()}
 
 
 def _trend(claim_id: str, claim: Claim, axis: str, at: dict[str, float], y: dict[str, np.ndarray],
-           estimates: dict[str, float], confidence: float) -> dict:
-    """The claim's trend over one axis from the per-model contrasts ``y`` and axis values ``at``."""
+           bounds: tuple[float, float] | None, estimates: dict[str, float], confidence: float) -> dict:
+    """The claim's trend over one axis from the per-model contrasts ``y`` (each in ``bounds``)
+    and axis values ``at``."""
     names = sorted(at, key=at.get)
     lo_val, hi_val = at[names[0]], at[names[-1]]
     row = dict(claim=claim_id, metric=claim.metric, contrast=claim.contrast, axis=AXES[axis], models=len(names),
@@ -185,10 +202,10 @@ def _trend(claim_id: str, claim: Claim, axis: str, at: dict[str, float], y: dict
     if lo_val == hi_val:
         return row | dict(estimate=None, lo=None, hi=None, resolved_pairs="", slope=None, trend="equal values")
     ends = np.mean([y[m] for m in names if at[m] == hi_val], 0) - np.mean([y[m] for m in names if at[m] == lo_val], 0)
-    r = _row(ends, confidence)
+    r = _row(ends, confidence, _difference(bounds))
     signs, resolved = set(), []
     for a, b in itertools.combinations(names, 2):  # a before b on the axis
-        if at[a] < at[b] and (d := _row(y[b] - y[a], confidence))["lo"] * d["hi"] > 0:
+        if at[a] < at[b] and (d := _row(y[b] - y[a], confidence, _difference(bounds)))["lo"] * d["hi"] > 0:
             signs.add(np.sign(d["estimate"]))
             resolved.append(f"{a}→{b} {_fmt(d['estimate'], d['lo'], d['hi'])}")
     slope = float(np.polyfit([at[m] for m in names], [estimates[m] for m in names], 1)[0])
@@ -224,9 +241,10 @@ def findings(models: dict[str, dict], confidence: float, margin: float
             untested.append(f"{cid}: not tested, the grid has no {', '.join(missing)}")
             continue
         t = threshold(claim, margin)
-        y = {m: contrast_values(claim, models[m]["values"]) for m in tested}
+        y, bounds = {}, {}
         for m in tested:
-            r = _row(y[m], confidence)
+            y[m], bounds[m] = contrast_values(claim, models[m]["values"])
+            r = _row(y[m], confidence, bounds[m])
             s = y[m].shape[0]
             rows.append(dict(claim=cid, model=m, parameters=models[m]["parameters"], base_pass1=prior.get(m),
                              k_max=models[m]["k_max"], metric=claim.metric, contrast=claim.contrast, side=claim.side,
@@ -238,7 +256,9 @@ def findings(models: dict[str, dict], confidence: float, margin: float
             axes = {"size": {m: float(np.log10(models[m]["parameters"])) for m in tested}}
             if all(m in prior for m in tested):
                 axes["prior"] = {m: prior[m] for m in tested}
-            trends += [_trend(cid, claim, a, at, y, estimates, confidence) for a, at in axes.items()]
+            widest = None if None in bounds.values() else (min(b[0] for b in bounds.values()),
+                                                           max(b[1] for b in bounds.values()))
+            trends += [_trend(cid, claim, a, at, y, widest, estimates, confidence) for a, at in axes.items()]
     table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     rejected = holm(table["p"].to_numpy(), 1 - confidence)
     side = np.where(table["estimate"] > table["threshold"], "above", "below")

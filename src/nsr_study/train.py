@@ -399,6 +399,7 @@ def run(cell: dict, train_path: str, val_path: str, policy_dir: str, metrics_pat
             checkpoint.remove_checkpoints(work)
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(metrics.path, metrics_path)
+        checkpoint.mark_finished(work)  # a rerun of this finished cell trains afresh
         log.info("saved the policy to %s and the metrics to %s", policy_dir, metrics_path)
 
 

@@ -14,6 +14,7 @@ from nsr_study.cost import eval_shards, rule_minutes
 from nsr_study.devices import gpu_shortfall, pool
 from nsr_study.host_memory import rule_mem_mb
 from nsr_study.synthetic import LONGER_FILE
+from nsr_study.sources import source_hash
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
@@ -30,15 +31,25 @@ wildcard_constraints:
     run="base|(" + "|".join(OBJECTIVES) + r")/seed\d+",
 
 
-def data_source_files():
-    """Input files of prepare_data: MATH's local or synthetic files (none from the hub), and
-    each local file of `benchmarks`."""
+def code(*modules, script=None):
+    """A cheap rule's params entry: the source hash of the package modules it runs and of its
+    script (nsr_study.sources). The default profile has no `code` trigger, so this is what makes
+    an edit of the statistics, tables or figures rerun the rules that use them, and nothing
+    else; GPU and data rules never get one (a checkpoint records the training code instead)."""
+    files = (os.path.join(workflow.basedir, "workflow", "scripts", script),) if script else ()
+    return source_hash(*modules, files=files)
+
+
+def data_source_files(side):
+    """Input files of prepare_data (`side` train: MATH's train file) or prepare_test (test: both
+    MATH files, for the strata of both splits, and each local file of `benchmarks`); none from
+    the hub."""
+    splits = ["train"] if side == "train" else ["train", "test"]
+    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b} if side == "test" else {}
     if DATA["source"] == "local":
-        return {"train": DATA["local"]["train"], "test": DATA["local"]["test"]}
-    files = {f"benchmark_{b['name']}": b["local"] for b in BENCHMARKS if "local" in b}
+        return files | {s: DATA["local"][s] for s in splits}
     if DATA["source"] == "synthetic":
-        out = rules.synthetic_data.output
-        return files | {"train": out.train, "test": out.test}
+        return files | {s: getattr(rules.synthetic_data.output, s) for s in splits}
     return files
 
 

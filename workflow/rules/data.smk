@@ -16,12 +16,34 @@ rule synthetic_data:
         "../scripts/synthetic_data.py"
 
 
+# Training data and test sets are prepared by separate rules: a change to `benchmarks`,
+# `data.test_fraction` or a test set's settings rewrites only test.jsonl, so it plans test-side
+# jobs (test prompt lengths, evaluations, merges, tables) and no model build or training.
+# prepare_test also draws the train sample again (the same seeded draw) for the strata table of
+# both splits: a train-side change retrains everything anyway.
 rule prepare_data:
     input:
-        unpack(lambda wildcards: data_source_files()),
+        unpack(lambda wildcards: data_source_files("train")),
     output:
         train="results/data/train.jsonl",
         val="results/data/val.jsonl",
+    log:
+        "logs/data/prepare_data.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        hub=DATA["hub"] if DATA["source"] == "hub" else None,
+        train_fraction=DATA["train_fraction"],
+        val_size=DATA["val_size"],
+        seed=DATA["seed"],
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule prepare_test:
+    input:
+        unpack(lambda wildcards: data_source_files("test")),
+    output:
         test="results/data/test.jsonl",
         strata=report(
             "results/data/strata.csv",
@@ -42,19 +64,19 @@ rule prepare_data:
             labels={"data": "test sets"},
         ),
     log:
-        "logs/data/prepare_data.log",
+        "logs/data/prepare_test.log",
     conda:
         "../../envs/analysis.yaml"
     params:
         hub=DATA["hub"] if DATA["source"] == "hub" else None,
         train_fraction=DATA["train_fraction"],
-        test_fraction=DATA["test_fraction"],
         val_size=DATA["val_size"],
+        test_fraction=DATA["test_fraction"],
         seed=DATA["seed"],
         benchmarks=BENCHMARKS[1:],
         timeout_s=config["grading"]["timeout_s"],
     script:
-        "../scripts/prepare_data.py"
+        "../scripts/prepare_test.py"
 
 
 # Prompt lengths per model (each model's own tokenizer and chat template), one model per job so

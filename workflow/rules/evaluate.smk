@@ -78,6 +78,7 @@ rule merge_evaluation:
         "../../envs/train-gpu.yaml"
     params:
         cfg=lambda w: eval_config(w.model, *run_label(w.run)),
+        code=code("nsr_study.summary"),
     shell:
         "python -m nsr_study summary --config {params.cfg:q} --metrics {output.metrics}"
         " --problems {output.problems} --log {log} {input}"

@@ -17,6 +17,7 @@ rule aggregate:
         "../../envs/analysis.yaml"
     params:
         train_labels=[{"model": m, "objective": o, "seed": s} for m in MODELS for o in OBJECTIVES for s in SEEDS],
+        code=code("nsr_study.aggregate", "nsr_study.logs", script="aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
@@ -42,6 +43,7 @@ rule figures:
     params:
         objectives=OBJECTIVES,
         window=config["report"]["smoothing_window"],
+        code=code("nsr_study.figures", "nsr_study.logs", script="figures.py"),
     script:
         "../scripts/figures.py"
 
@@ -83,6 +85,7 @@ rule findings:
         benchmarks=[b["name"] for b in BENCHMARKS],
         confidence=config["report"]["findings"]["confidence"],
         margin=config["report"]["findings"]["noninferiority_margin"],
+        code=code("nsr_study.findings", "nsr_study.figures", "nsr_study.data", "nsr_study.logs", script="findings.py"),
     script:
         "../scripts/findings.py"
 
@@ -115,5 +118,6 @@ rule paper_comparison:
         "../../envs/analysis.yaml"
     params:
         confidence=config["report"]["findings"]["confidence"],
+        code=code("nsr_study.paper", "nsr_study.logs", script="paper_comparison.py"),
     script:
         "../scripts/paper_comparison.py"
