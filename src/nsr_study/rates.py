@@ -68,7 +68,7 @@ class Rates:
     forward_s_per_token: float  # π_old log-probs (no gradient), per prompt + response token
     update_s_per_token: float  # forward + backward + optimizer steps, per prompt + response token
     prompt_tokens: int  # prompt length of the measurement, assumed for the study's prompts
-    source: str
+    source: str  # one line per measurement it rests on
     # every measured generate call as (sequences, new tokens, seconds per decoding step); empty:
     # the training step's call alone, its length unstated
     decoding: tuple[tuple[int, int, float], ...] = ()
@@ -90,7 +90,7 @@ def rates_from(entry: dict, calls: list[dict] = ()) -> Rates:
     decoding += [(c["batch"], c["new_tokens"], c["seconds"] / c["new_tokens"]) for c in calls]
     return Rates(decode_step_s=seconds["rollout"] / entry["new_tokens"], decode_batch=entry["batch"],
                  forward_s_per_token=seconds["logprob"] / tokens, update_s_per_token=seconds["update"] / tokens,
-                 prompt_tokens=entry["prompt_tokens"], source="; ".join(describe(e) for e in [entry, *calls]),
+                 prompt_tokens=entry["prompt_tokens"], source="\n".join(describe(e) for e in [entry, *calls]),
                  decoding=tuple(sorted(decoding)))
 
 
