@@ -88,6 +88,7 @@ class Study:
     def __init__(self, config: dict, device: str, smoke: bool):
         train, evaluate = config["train"], config["evaluate"]
         self.device, self.smoke, self.gpu = device, smoke, device.startswith("cuda")
+        self.card = card_name(device)
         self.prompts, self.n = train["prompts_per_step"], train["rollouts_per_prompt"]
         self.new_tokens, self.eval_new_tokens = train["max_new_tokens"], evaluate["max_new_tokens"]
         self.eval_n, self.eval_temperature, self.eval_top_p = evaluate["n"], evaluate["temperature"], evaluate["top_p"]
@@ -389,7 +390,8 @@ def fsdp_7b_peak(study: Study, shape: str = "7b") -> dict:
 
 def measurements(study: Study, out_dir: Path) -> list[tuple[str, str, callable]]:
     """(name, budget key, function) in order of importance: the plan's rates first, the
-    multi-GPU checks next, the compiled path (which compiles for a minute a shape) last."""
+    multi-GPU checks next, the compiled path (which compiles for about a minute a call) last,
+    the evaluation's calls (most of the study's cost) before the training's."""
     m = [(f"train-step-{s}", "train-step", lambda s=s: train_step(study, s)) for s in RATE_SHAPES]
     m += [(f"rollout-{s}-plain-train", "rollout-plain-train", lambda s=s: rollout(study, s, False, "train"))
           for s in RATE_SHAPES]
@@ -401,7 +403,7 @@ def measurements(study: Study, out_dir: Path) -> list[tuple[str, str, callable]]
           ("fsdp-7b-peak", "fsdp-7b", lambda: fsdp_7b_peak(study))]
     compiled = RATE_SHAPES[:1] if study.smoke else RATE_SHAPES  # on a CPU a compilation takes a minute
     m += [(f"rollout-{s}-compiled-{phase}", f"rollout-compiled-{phase}",
-           lambda s=s, phase=phase: rollout(study, s, True, phase)) for s in compiled for phase in ("train", "eval")]
+           lambda s=s, phase=phase: rollout(study, s, True, phase)) for phase in ("eval", "train") for s in compiled]
     return m
 
 
@@ -429,11 +431,11 @@ def machine(study: Study, command: str) -> dict:
     if study.gpu:
         props = torch.cuda.get_device_properties(0)
         out |= dict(device_name=props.name, memory_gib=props.total_memory / 2**30, cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), nccl=".".join(map(str, torch.cuda.nccl.version())))
+                    cudnn=torch.backends.cudnn.version(), nccl=str(torch.cuda.nccl.version()))
     return out
 
 
-def throughput_file(study: Study, results: dict, planned: list[str], command: str, started: str) -> dict:
+def throughput_file(study: Study, results: dict, planned: list[str], command: str) -> dict:
     """The output: ``generation`` entries (a shape's training-batch rollout with its training
     step's log-prob and update seconds; one per rollout engine), ``decoding`` entries (the
     evaluation's calls), the grading rate copied from the package's file (a CPU figure, not
@@ -454,10 +456,11 @@ def throughput_file(study: Study, results: dict, planned: list[str], command: st
         step = figures(f"train-step-{s}")
         for engine in ("plain", "compiled"):
             common = dict(card=study.card, backend="hf-compiled" if engine == "compiled" else "hf", shape=s,
-                          models=MODELS[s], software=software, date=started)
+                          models=MODELS[s], software=software)
             train, evaluate = figures(f"rollout-{s}-{engine}-train"), figures(f"rollout-{s}-{engine}-eval")
             if step and train:
                 out["generation"].append(common | dict(
+                    date=max(results[f"train-step-{s}"]["date"], results[f"rollout-{s}-{engine}-train"]["date"]),
                     parameters=step["parameters"],
                     source=f"{results[f'train-step-{s}']['command']}; {results[f'rollout-{s}-{engine}-train']['command']}",
                     batch=train["batch"], prompt_tokens=train["prompt_tokens"], new_tokens=train["new_tokens"],
@@ -465,6 +468,7 @@ def throughput_file(study: Study, results: dict, planned: list[str], command: st
                                  update=step["seconds"]["update"])))
             if evaluate:
                 out["decoding"].append(common | dict(
+                    date=results[f"rollout-{s}-{engine}-eval"]["date"],
                     source=results[f"rollout-{s}-{engine}-eval"]["command"], batch=evaluate["batch"],
                     prompt_tokens=evaluate["prompt_tokens"], new_tokens=evaluate["new_tokens"],
                     seconds=evaluate["seconds"]))
@@ -523,8 +527,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, help="the output file (DIR/gpu_check.yaml)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU: checks the code, measures nothing")
-    ap.add_argument("--only", default=None, help="comma-separated measurement names (default: all)")
-    ap.add_argument("--budget-s", type=float, default=450, help="skip a measurement that would end after this")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated measurement names (default: all), added to an existing output file")
+    ap.add_argument("--budget-s", type=float, default=390,
+                    help="seconds: a measurement is skipped when fewer are left than it needs (NEEDS_S)")
     ap.add_argument("--configfile", default="config/config.yaml", help="the study whose settings are measured")
     ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
     ap.add_argument("--check", type=Path, default=None, help="only check this output file and exit")
@@ -543,20 +549,21 @@ def main():
     if args.smoke:
         torch.set_num_threads(1)  # tiny shapes gain nothing from threads, and a shared CI machine loses much
     study = Study(load_config([args.configfile], args.schema), "cpu" if args.smoke else "cuda", args.smoke)
-    study.card = card_name(study.device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = f"{args.command} DIR"
     plan = measurements(study, args.out.parent)
     names = [name for name, _, _ in plan]
+    results = {}
     if args.only:
         unknown = sorted(set(args.only.split(",")) - set(names))
         if unknown:
             ap.error(f"--only: unknown {unknown}; choose from {names}")
         plan = [m for m in plan if m[0] in args.only.split(",")]
-    started = today()
-    results = {}
+        if args.out.is_file():  # a second call adds to the first call's figures
+            before = yaml.safe_load(args.out.read_text())["checks"]["measurements"]
+            results = {m["name"]: {k: v for k, v in m.items() if k != "name"} for m in before}
     for name, budget_key, fn in plan:
-        entry = dict(command=f"{args.command} --only {name} DIR")
+        entry = dict(command=f"{args.command} --only {name} DIR", date=today())
         left = args.budget_s - (time.monotonic() - start)
         if not args.smoke and left < NEEDS_S[budget_key]:
             results[name] = entry | dict(skipped=f"{left:.0f} s of --budget-s {args.budget_s:.0f} left, "
@@ -572,7 +579,11 @@ def main():
             results[name]["wall_seconds"] = time.monotonic() - t0
         print(f"{name}: {results[name].get('skipped') or results[name].get('error') or 'done'} "
               f"({time.monotonic() - start:.0f} s so far)", flush=True)
-        write(args.out, throughput_file(study, results, [m[0] for m in plan], command, started), args.smoke)
+        results = {n: results[n] for n in names if n in results}  # in the order of importance
+        write(args.out, throughput_file(study, results, list(results), command), args.smoke)
+    skipped = [n for n, r in results.items() if "skipped" in r]
+    if skipped:
+        print(f"skipped for time; to add them to the file: {args.command} --only {','.join(skipped)} DIR")
     distributed.finish()
     failed = [n for n, r in results.items() if "error" in r]
     sys.exit(1 if failed else 0)

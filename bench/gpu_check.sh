@@ -3,7 +3,7 @@
 #
 #   bash bench/gpu_check.sh DIR            # one GPU, <= 8 minutes: writes and checks DIR/gpu_check.yaml
 #   bash bench/gpu_check.sh --smoke DIR    # the same code on the CPU with tiny shapes (CI), about a minute
-#   bash bench/gpu_check.sh --only NAME[,NAME] DIR   # some measurements again (names: in the file)
+#   bash bench/gpu_check.sh --only NAME[,NAME] DIR   # some measurements (again), added to DIR/gpu_check.yaml
 #
 # then: python -m nsr_study plan --configfile config/config.yaml --throughput DIR/gpu_check.yaml --card CARD
 # (CARD: checks.machine.card in the file). Nothing is downloaded; the machine needs this package's
@@ -42,9 +42,10 @@ fi
 
 mkdir -p "$dir"
 status=0
-# the script stops starting measurements at its budget; the timeout only ends a hung one
-timeout --signal=INT --kill-after=20 "${NSR_GPU_CHECK_TIMEOUT_S:-480}" \
-  python bench/gpu_check.py --out "$dir/gpu_check.yaml" --budget-s "${NSR_GPU_CHECK_BUDGET_S:-420}" \
+# the script starts no measurement it has no time left for (--budget-s, NSR_GPU_CHECK_BUDGET_S, 390 s);
+# the timeout ends a hung one, and the file keeps every figure measured before
+timeout --signal=INT --kill-after=20 "${NSR_GPU_CHECK_TIMEOUT_S:-450}" \
+  python bench/gpu_check.py --out "$dir/gpu_check.yaml" ${NSR_GPU_CHECK_BUDGET_S:+--budget-s "$NSR_GPU_CHECK_BUDGET_S"} \
   --command "$cmd" "${smoke[@]}" "${only[@]}" || status=$?
 python bench/gpu_check.py --check "$dir/gpu_check.yaml" "${smoke[@]}" || status=$((status ? status : 1))
 exit "$status"

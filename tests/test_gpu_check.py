@@ -15,15 +15,20 @@ from nsr_study.plan import main as plan
 sys.path.insert(0, str(REPO / "bench"))
 
 
+def gpu_check(*args) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}  # this interpreter
+    res = subprocess.run(["bash", "bench/gpu_check.sh", *map(str, args)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "schema and figures OK" in res.stdout
+    return res
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """One smoke run (about a minute on an idle 2-core CPU) for the tests below."""
     out = tmp_path_factory.mktemp("gpu_check")
-    env = os.environ | {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    res = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke", str(out)], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "schema and figures OK" in res.stdout
+    gpu_check("--smoke", out)
     return out / "gpu_check.yaml"
 
 
@@ -58,7 +63,7 @@ def test_the_plan_prices_the_study_from_the_smoke_file(smoke, capsys, monkeypatc
     assert "unmeasured" not in out and "INCOMPLETE" not in out
     assert f"Rates from {smoke}:" in out
     date = yaml.safe_load(smoke.read_text())["checks"]["machine"]["date"]
-    assert f"cpu-smoke, hf, torch" in out and f"measured {date}: bash bench/gpu_check.sh --smoke --only " \
+    assert "cpu-smoke, hf, torch" in out and f"measured {date}: bash bench/gpu_check.sh --smoke --only " \
         "rollout-0.5b-plain-eval DIR" in out
     assert "256 × 1024 ← 4 × 8 scaled × 64" in out  # the evaluation's calls from the measured call
     plan(["--configfile", "config/config.yaml", "--throughput", str(smoke), "--card", "cpu-smoke",
@@ -84,3 +89,18 @@ def test_the_check_names_what_is_missing(smoke, tmp_path):
                                             "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
     assert check(tmp_path / "absent.yaml", smoke=False) == [f"{tmp_path / 'absent.yaml'}: not written (the run failed "
                                                             "before its first measurement ended)"]
+
+
+def test_only_adds_to_the_file(smoke, tmp_path):
+    """A second call with --only (what a first call skipped for time) keeps every other figure."""
+    (tmp_path / "gpu_check.yaml").write_text(smoke.read_text())
+    gpu_check("--smoke", "--only", "sampling-cost", tmp_path)
+    before, after = (yaml.safe_load(p.read_text())["checks"] for p in (smoke, tmp_path / "gpu_check.yaml"))
+    assert after["planned"] == before["planned"]
+    assert [m for m in after["measurements"] if m["name"] != "sampling-cost"] == \
+        [m for m in before["measurements"] if m["name"] != "sampling-cost"]
+    sampled = next(m for m in after["measurements"] if m["name"] == "sampling-cost")
+    assert sampled["figures"]["calls"] == 3 and sampled != next(m for m in before["measurements"]
+                                                                 if m["name"] == "sampling-cost")
+    with pytest.raises(AssertionError, match="--only: unknown"):
+        gpu_check("--smoke", "--only", "nothing", tmp_path)
