@@ -67,7 +67,7 @@ NEEDS_S = {"train-step": 40, "rollout-plain-train": 35, "rollout-plain-eval": 60
 # Figures every measurement of a kind reports (``--check``).
 FIGURES = {"train-step": {"seconds", "parameters", "tokens", "peak_memory_gib", "tflops", "mfu"},
            "rollout": {"seconds", "batch", "prompt_tokens", "new_tokens", "tokens_per_s", "ms_per_step",
-                       "peak_memory_gib"},
+                       "peak_memory_gib", "graphs_compiled"},
            "sampling-cost": {"seeded_ms_per_step", "transformers_ms_per_step", "overhead", "calls", "batch",
                              "new_tokens"},
            "fsdp": {"step", "dcp"}, "fsdp-7b": {"peak_memory_gib", "parameters", "out_of_memory"}}
@@ -216,6 +216,8 @@ def rollout(study: Study, shape: str, compiled: bool, phase: str) -> dict:
         prompts, n, new = prompts_per_call(study.eval_n, study.gbs), study.eval_n, study.eval_new_tokens
         temperature, top_p = study.eval_temperature, study.eval_top_p
         model = new_model(study, shape, getattr(torch, study.dtype))
+    if compiled:  # a fresh compilation per measurement: shapes of earlier ones count nowhere (recompile limits)
+        torch._dynamo.reset()
     backend = HFBackend(model, IdsOnlyTokenizer(), batch_size=prompts * n, compiled=compiled, dtype=study.dtype)
     if compiled:  # the timed call's batch and static-cache length, so it replays the compiled graphs
         warm_new = 4
@@ -232,15 +234,19 @@ def rollout(study: Study, shape: str, compiled: bool, phase: str) -> dict:
         sync(study)
         return time.perf_counter() - t0, sum(len(r) for r in ro.response_ids)
 
+    graphs = [torch._dynamo.utils.counters["stats"]["unique_graphs"]]
     warm, _ = call(warm_width, warm_new, 1)
+    graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     reset_peak(study)
     seconds, tokens = call(study.prompt_tokens, new, 2)
+    graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     del backend, model
     free(study)
     return dict(seconds=seconds, batch=prompts * n, prompt_tokens=study.prompt_tokens, new_tokens=new,
                 tokens=tokens, tokens_per_s=tokens / seconds, ms_per_step=1e3 * seconds / new,
                 warm_up_seconds=warm, peak_memory_gib=peak_gib(study), weights=study.dtype if phase == "eval" else
-                "float32", temperature=temperature, top_p=top_p, repeats=1)
+                "float32", temperature=temperature, top_p=top_p, repeats=1,
+                graphs_compiled=dict(warm_up=graphs[1] - graphs[0], timed=graphs[2] - graphs[1]))
 
 
 def sampling_cost(study: Study, shape: str = "0.5b", calls: int = 3) -> dict:
@@ -516,6 +522,11 @@ def check(path: Path, smoke: bool) -> list[str]:
             problems.append(f"{name}: figures {sorted(FIGURES[kind(name)] - set(m.get('figures', {})))} missing")
         elif not m.get("command"):
             problems.append(f"{name}: no command")
+        elif "compiled" in name and not m["figures"]["graphs_compiled"]["warm_up"]:
+            problems.append(f"{name}: nothing was compiled: the compiled path ran eagerly")
+        elif m["figures"].get("graphs_compiled", {}).get("timed"):
+            problems.append(f"{name}: the timed call compiled {m['figures']['graphs_compiled']['timed']} graphs: "
+                            "its time includes compilation")
     if not checks.get("planned"):
         problems.append("checks.planned: no measurement planned")
     if smoke and not (data["generation"] and data["decoding"]):
