@@ -30,7 +30,6 @@ token counts (card ``cpu-smoke``: not a measurement of any model)."""
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import gc
 import math
@@ -264,10 +263,10 @@ def sampling_cost(study: Study, shape: str = "0.5b", calls: int = 3) -> dict:
 
     def own(seed: int):
         ids = torch.tensor(random_prompts(study.prompts, study.prompt_tokens, seed), device=study.device)
+        ids = ids.repeat_interleave(study.n, 0)  # prompt-major, as HFBackend
         with plain_generation_config(model):
-            model.generate(input_ids=ids.repeat_interleave(study.n, 0), attention_mask=torch.ones_like(ids).repeat_interleave(
-                study.n, 0), max_new_tokens=new, do_sample=True, temperature=1.0, top_p=1.0, top_k=None,
-                pad_token_id=PAD, eos_token_id=[EOS])
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=True,
+                           temperature=1.0, top_p=1.0, top_k=None, pad_token_id=PAD, eos_token_id=[EOS])
 
     ms = {"seeded": [], "transformers": []}
     model.eval()
@@ -451,7 +450,8 @@ def throughput_file(study: Study, results: dict, planned: list[str], command: st
     software = f"torch {torch.__version__}, transformers {transformers.__version__}"
     stored = load_throughput(THROUGHPUT)["grading"]
     out = dict(grading=dict(answers_per_s_per_worker=stored["answers_per_s_per_worker"],
-                            source=f"copied from src/nsr_study/throughput.yaml (not measured here): {stored['source']}"),
+                            source="copied from src/nsr_study/throughput.yaml (not measured here): "
+                                   + stored["source"]),
                generation=[], decoding=[])
 
     def figures(name):
@@ -465,10 +465,11 @@ def throughput_file(study: Study, results: dict, planned: list[str], command: st
                           models=MODELS[s], software=software)
             train, evaluate = figures(f"rollout-{s}-{engine}-train"), figures(f"rollout-{s}-{engine}-eval")
             if step and train:
+                commands = (results[f"train-step-{s}"]["command"], results[f"rollout-{s}-{engine}-train"]["command"])
                 out["generation"].append(common | dict(
                     date=max(results[f"train-step-{s}"]["date"], results[f"rollout-{s}-{engine}-train"]["date"]),
                     parameters=step["parameters"],
-                    source=f"{results[f'train-step-{s}']['command']}; {results[f'rollout-{s}-{engine}-train']['command']}",
+                    source="; ".join(commands),
                     batch=train["batch"], prompt_tokens=train["prompt_tokens"], new_tokens=train["new_tokens"],
                     seconds=dict(rollout=train["seconds"], logprob=step["seconds"]["logprob"],
                                  update=step["seconds"]["update"])))

@@ -83,8 +83,9 @@ def test_the_check_names_what_is_missing(smoke, tmp_path):
     data["checks"]["measurements"][3] |= {"error": "OutOfMemoryError: boom"}
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert check(path, smoke=True) == ["train-step-0.5b: figures ['mfu'] missing", "train-step-1.5b: skipped (budget)",
-                                       "train-step-3b: missing", "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
+    assert check(path, smoke=True) == [
+        "train-step-0.5b: figures ['mfu'] missing", "train-step-1.5b: skipped (budget)", "train-step-3b: missing",
+        "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
     assert check(path, smoke=False)[1:] == ["train-step-3b: missing",
                                             "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
     assert check(tmp_path / "absent.yaml", smoke=False) == [f"{tmp_path / 'absent.yaml'}: not written (the run failed "

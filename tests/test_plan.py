@@ -47,7 +47,8 @@ def test_each_call_is_priced_from_the_smallest_measured_call_covering_it_by_hand
     assert r.decoding == ((64, 512, pytest.approx(0.02)), (256, 1024, pytest.approx(0.03)))
     assert r.source == "X, hf, s, measured 2026-12-04: t\nX, hf, s, measured 2026-12-04: e"
     assert decode_step(r, 32, 512)[:2] == (pytest.approx(0.02), r.decoding[0])
-    assert decode_step(r, 64, 513)[0] == decode_step(r, 65, 100)[0] == decode_step(r, 256, 1024)[0] == pytest.approx(0.03)
+    for sequences, tokens in ((64, 513), (65, 100), (256, 1024)):
+        assert decode_step(r, sequences, tokens) == (pytest.approx(0.03), r.decoding[1], False)
     assert decode_step(r, 512, 1024) == (pytest.approx(0.06), r.decoding[1], True)
     assert generate_seconds(300, 1, 256, 1024, r) == pytest.approx(1024 * 0.03 * 2)  # calls of 256 and 44
     alone = rates_from(step)

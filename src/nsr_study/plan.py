@@ -76,8 +76,8 @@ def decoding_lines(config: dict, problems: int, throughput: dict, card: str, bac
                 priced[b, new] = f"{b} × {new} ← {mb} × {mn}{note}"
         if priced:
             models.setdefault("\n    ".join(priced[k] for k in sorted(priced)), []).append(m["name"])
-    return ["Decoding steps: the study's generate calls (sequences × new tokens) ← the measured call pricing them"] + [
-        f"  {', '.join(names)}:\n    {calls}" for calls, names in models.items()]
+    head = "Decoding steps: the study's generate calls (sequences × new tokens) ← the measured call pricing them"
+    return [head] + [f"  {', '.join(names)}:\n    {calls}" for calls, names in models.items()]
 
 
 def report(rows: list[Row], config: dict, problems: int, card: str, backend: str | None, throughput: dict,
