@@ -541,8 +541,9 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU: checks the code, measures nothing")
     ap.add_argument("--only", default=None,
                     help="comma-separated measurement names (default: all), added to an existing output file")
-    ap.add_argument("--budget-s", type=float, default=390,
-                    help="seconds: a measurement is skipped when fewer are left than it needs (NEEDS_S)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds: a measurement is skipped when fewer are left than it needs (NEEDS_S); "
+                         "default 390 on a GPU, none with --smoke")
     ap.add_argument("--configfile", default="config/config.yaml", help="the study whose settings are measured")
     ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
     ap.add_argument("--check", type=Path, default=None, help="only check this output file and exit")
@@ -558,6 +559,7 @@ def main():
     if not args.smoke and not torch.cuda.is_available():
         ap.error("no GPU here: run with --smoke to check the code on the CPU")
     start = time.monotonic()
+    budget = args.budget_s if args.budget_s is not None else math.inf if args.smoke else 390
     if args.smoke:
         torch.set_num_threads(1)  # tiny shapes gain nothing from threads, and a shared CI machine loses much
     study = Study(load_config([args.configfile], args.schema), "cpu" if args.smoke else "cuda", args.smoke)
@@ -576,9 +578,9 @@ def main():
             results = {m["name"]: {k: v for k, v in m.items() if k != "name"} for m in before}
     for name, budget_key, fn in plan:
         entry = dict(command=f"{args.command} --only {name} DIR", date=today())
-        left = args.budget_s - (time.monotonic() - start)
-        if not args.smoke and left < NEEDS_S[budget_key]:
-            results[name] = entry | dict(skipped=f"{left:.0f} s of --budget-s {args.budget_s:.0f} left, "
+        left = budget - (time.monotonic() - start)
+        if left < NEEDS_S[budget_key]:
+            results[name] = entry | dict(skipped=f"{max(left, 0):.0f} s of --budget-s {budget:.0f} left, "
                                                  f"{NEEDS_S[budget_key]} s needed")
         else:
             t0 = time.monotonic()

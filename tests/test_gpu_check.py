@@ -15,12 +15,12 @@ from nsr_study.plan import main as plan
 sys.path.insert(0, str(REPO / "bench"))
 
 
-def gpu_check(*args) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}  # this interpreter
+def gpu_check(*args, status=0, **env) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"} | env  # this interpreter
     res = subprocess.run(["bash", "bench/gpu_check.sh", *map(str, args)], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "schema and figures OK" in res.stdout
+    assert res.returncode == status, res.stdout[-3000:] + res.stderr[-3000:]
+    assert status or "schema and figures OK" in res.stdout
     return res
 
 
@@ -88,6 +88,14 @@ def test_the_check_names_what_is_missing(smoke, tmp_path):
         "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
     assert check(path, smoke=False)[1:] == ["train-step-3b: missing",
                                             "rollout-1.5b-plain-train: failed: OutOfMemoryError: boom"]
+    compiled = next(m for m in data["checks"]["measurements"] if m["name"] == "rollout-0.5b-compiled-eval")
+    compiled["figures"]["graphs_compiled"] = {"warm_up": 1, "timed": 2}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert check(path, smoke=False)[-1] == ("rollout-0.5b-compiled-eval: the timed call compiled 2 graphs: its time "
+                                            "includes compilation")
+    compiled["figures"]["graphs_compiled"] = {"warm_up": 0, "timed": 0}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert check(path, smoke=False)[-1] == "rollout-0.5b-compiled-eval: nothing was compiled: the compiled path ran eagerly"
     assert check(tmp_path / "absent.yaml", smoke=False) == [f"{tmp_path / 'absent.yaml'}: not written (the run failed "
                                                             "before its first measurement ended)"]
 
@@ -103,5 +111,15 @@ def test_only_adds_to_the_file(smoke, tmp_path):
     sampled = next(m for m in after["measurements"] if m["name"] == "sampling-cost")
     assert sampled["figures"]["calls"] == 3 and sampled != next(m for m in before["measurements"]
                                                                  if m["name"] == "sampling-cost")
-    with pytest.raises(AssertionError, match="--only: unknown"):
-        gpu_check("--smoke", "--only", "nothing", tmp_path)
+    assert "--only: unknown ['nothing']" in gpu_check("--smoke", "--only", "nothing", tmp_path, status=2).stderr
+
+
+def test_a_measurement_without_time_left_is_skipped_and_named(tmp_path):
+    """With no budget left nothing runs: each measurement is listed as skipped with the time it
+    needed, the command to add it later is printed, and the smoke check (none may be skipped) fails."""
+    res = gpu_check("--smoke", "--only", "sampling-cost,fsdp-7b-peak", tmp_path, status=1, NSR_GPU_CHECK_BUDGET_S="0")
+    measured = yaml.safe_load((tmp_path / "gpu_check.yaml").read_text())["checks"]["measurements"]
+    assert [(m["name"], m["skipped"].split(", ")[1]) for m in measured] == [("sampling-cost", "25 s needed"),
+                                                                            ("fsdp-7b-peak", "60 s needed")]
+    assert "bash bench/gpu_check.sh --smoke --only sampling-cost,fsdp-7b-peak DIR" in res.stdout
+    assert "sampling-cost: skipped (" in res.stdout
