@@ -1,7 +1,8 @@
-"""Measured speeds: the throughput file (``throughput.yaml`` beside this module), checked
-against its schema, and the rates one training step's measurement gives. Raw seconds measured by
-the bench scripts on a named card and backend; a (card, backend, model) without a measurement
-has no rates, never a guess."""
+"""Measured speeds: the throughput file (``throughput.yaml`` beside this module, or one written
+by ``bench/gpu_check.sh``), checked against its schema, and the rates one training step's
+measurement gives, with the generate calls measured besides it (``decoding``: the evaluation's
+batch and length). Raw seconds measured by the bench scripts on a named card and backend; a
+(card, backend, model) without a measurement has no rates, never a guess."""
 
 from __future__ import annotations
 
