@@ -101,11 +101,6 @@ class Study:
         self.dtype = self.cfg["dtype"] if self.gpu else "float32"  # autocast on a CPU is slow and not what it runs
         self.cfg["dtype"] = self.dtype
 
-    @property
-    def eval_batch(self) -> int:
-        """Sequences of the evaluation's sampled calls (``HFBackend``'s chunking)."""
-        return prompts_per_call(self.eval_n, self.gbs) * self.eval_n
-
     def shape(self, name: str) -> dict:
         return SHAPES["tiny"] if self.smoke else SHAPES[name]
 
@@ -209,7 +204,7 @@ def rollout(study: Study, shape: str, compiled: bool, phase: str) -> dict:
     batch and length, T = 1) or evaluation (the policy in the compute dtype, as
     ``nsr_study.evaluate`` loads it; one call of its sampled pass) makes it."""
     if phase == "train":
-        prompts, n, new, temperature, top_p, batch = study.prompts, study.n, study.new_tokens, 1.0, 1.0, None
+        prompts, n, new, temperature, top_p = study.prompts, study.n, study.new_tokens, 1.0, 1.0
         model = new_model(study, shape)
     else:
         prompts, n, new = prompts_per_call(study.eval_n, study.gbs), study.eval_n, study.eval_new_tokens
