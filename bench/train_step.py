@@ -21,16 +21,20 @@ from nsr_study.rollout import HFBackend
 from nsr_study.batch import Sample
 from nsr_study.update import fill_logprobs, policy_update
 
-SHAPES = {  # Qwen2.5-*-Instruct config.json values
+SHAPES = {  # Qwen2.5-*-Instruct config.json values (7B: its own vocabulary size, untied head)
     "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                  intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True),
     "1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                  intermediate_size=8960, vocab_size=151936, tie_word_embeddings=True),
     "3b": dict(hidden_size=2048, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
                intermediate_size=11008, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+               intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  intermediate_size=128, vocab_size=151936, tie_word_embeddings=True),
 }
+MODELS = {shape: [f"Qwen/Qwen2.5-{shape.upper()}-Instruct", f"Qwen/Qwen2.5-{shape.upper()}"]
+          for shape in SHAPES if shape != "tiny"}  # the hub models of each shape
 EOS, PAD = 151645, 151643  # <|im_end|>, <|endoftext|>
 
 

@@ -6,11 +6,12 @@ import yaml
 
 from conftest import REPO
 from nsr_study.config import load_config
-from nsr_study.cost import (UNMEASURED_MIN, count_test_problems, disk_bytes, eval_shards, evaluate_seconds,
-                            generate_calls, rule_minutes, shard_count, study_rows, train_seconds, validation_count)
+from nsr_study.cost import (UNMEASURED_MIN, count_test_problems, decode_step, disk_bytes, eval_shards,
+                            evaluate_seconds, generate_calls, generate_seconds, rule_minutes, shard_count, study_rows,
+                            train_seconds, validation_count)
 from nsr_study.plan import main
 from nsr_study.rates import THROUGHPUT as STORED
-from nsr_study.rates import PlanError, Rates, load_throughput, rates_from
+from nsr_study.rates import PlanError, Rates, find_rates, load_throughput, rates_from
 from nsr_study.schedule import Job, chains, list_schedule, schedule_bounds, study_jobs
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -32,6 +33,46 @@ def test_rates_from_a_measurement_by_hand():
     assert r.decode_step_s == 10.0 / 512 and r.decode_batch == 64 and r.prompt_tokens == 200
     assert r.forward_s_per_token == pytest.approx(0.6 / (64 * 712))
     assert r.update_s_per_token == pytest.approx(2.2 / (64 * 712))
+
+
+def test_each_call_is_priced_from_the_smallest_measured_call_covering_it_by_hand():
+    """Measured: 64 × 512 at 0.02 s a step (training) and 256 × 1024 at 0.03 s (evaluation).
+    A call of ≤ 64 sequences and ≤ 512 tokens takes the first; more sequences or tokens, the
+    second; 512 sequences, the second × 2; with only the training call, a 1,024-token call of
+    64 takes its step (measured shorter) and one of 256 four of them."""
+    step = dict(card="X", backend="hf", models=["org/a"], software="s", source="t", date="2026-12-04", batch=64,
+                prompt_tokens=200, new_tokens=512, seconds=dict(rollout=10.24, logprob=1.0, update=1.0))
+    call = step | dict(source="e", batch=256, new_tokens=1024, seconds=30.72)
+    r = rates_from(step, [call])
+    assert r.decoding == ((64, 512, pytest.approx(0.02)), (256, 1024, pytest.approx(0.03)))
+    assert r.source == "X, hf, s, measured 2026-12-04: t\nX, hf, s, measured 2026-12-04: e"
+    assert decode_step(r, 32, 512)[:2] == (pytest.approx(0.02), r.decoding[0])
+    for sequences, tokens in ((64, 513), (65, 100), (256, 1024)):
+        assert decode_step(r, sequences, tokens) == (pytest.approx(0.03), r.decoding[1], False)
+    assert decode_step(r, 512, 1024) == (pytest.approx(0.06), r.decoding[1], True)
+    assert generate_seconds(300, 1, 256, 1024, r) == pytest.approx(1024 * 0.03 * 2)  # calls of 256 and 44
+    alone = rates_from(step)
+    assert decode_step(alone, 64, 1024) == (pytest.approx(0.02), (64, 512, pytest.approx(0.02)), False)
+    assert decode_step(alone, 256, 1024)[0] == pytest.approx(0.08) and decode_step(alone, 256, 1024)[2]
+    throughput = {"generation": [step, step | dict(backend="hf-compiled", seconds=dict(rollout=1.024, logprob=1.0,
+                                                                                       update=1.0))],
+                  "decoding": [call, call | dict(models=["org/b"])]}
+    assert find_rates(throughput, "X", "hf", "org/a").decoding == r.decoding  # org/b's call is not a's
+    assert find_rates(throughput, "X", "hf-compiled", "org/a").decoding == ((64, 512, pytest.approx(0.002)),)
+
+
+def test_hf_compiled_jobs_take_the_compiled_rates():
+    """With train.hf_compiled every job takes the hf-compiled entries (here twice as fast; grading
+    made free so that every phase halves), and without them it is unmeasured."""
+    config = grid(hf_compiled=True)
+    instant = {"answers_per_s_per_worker": 1e15, "source": "g"}
+    plain = {"grading": instant, "generation": THROUGHPUT["generation"]}
+    compiled = {"grading": instant, "generation": [e | dict(backend="hf-compiled", seconds={
+        k: v / 2 for k, v in e["seconds"].items()}) for e in THROUGHPUT["generation"]]}
+    fast = {(r.rule, r.model): r.hours for r in study_rows(config, 6, compiled, "X")}
+    slow = {(r.rule, r.model): r.hours for r in study_rows(grid(), 6, plain, "X")}
+    assert fast == pytest.approx({k: v / 2 for k, v in slow.items()})
+    assert all(r.hours is None for r in study_rows(config, 6, plain, "X"))
 
 
 def test_generate_calls_follow_the_hf_backend_chunking():
@@ -233,6 +274,22 @@ def test_throughput_file_errors_name_line_and_field(tmp_path):
     dup["generation"][1]["models"] = ["org/a"]
     path.write_text(yaml.safe_dump(dup, sort_keys=False))
     with pytest.raises(PlanError, match=r"generation\[1\]: \('X', 'hf', 'org/a'\) is measured in generation\[0\]"):
+        load_throughput(path)
+
+
+def test_decoding_entries_are_checked_like_the_others(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(THROUGHPUT))
+    call = dict(entry("a", 1), seconds=3.0, batch=16, date="2026-12-04")
+    data["decoding"] = [call, call | dict(date="4 Dec"), call | dict(backend="hf-compiled", seconds={"rollout": 1})]
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(PlanError) as err:
+        load_throughput(path)
+    assert "decoding[1].date: '4 Dec' does not match" in str(err.value)
+    assert "decoding[2].seconds: {'rollout': 1} is not of type 'number'" in str(err.value)
+    data["decoding"] = [call, call]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(PlanError, match=r"decoding\[1\]: \('X', 'hf', 'org/a', 16, 10\) is measured in decoding\[0\]"):
         load_throughput(path)
 
 

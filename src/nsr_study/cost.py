@@ -3,9 +3,9 @@ rates (``nsr_study.rates``), and the disk its outputs need. Pure functions of th
 
 The model is an upper bound of the configured work at the measured speeds:
 - every ``generate`` call runs ``max_new_tokens`` decoding steps (a batch stops only when its
-  longest sample stops), each as long as a step of the measured call: HF ``generate`` is
-  bound by kernel launches, so its step time is taken as independent of the batch (measured
-  at one batch size; the plan names the batch sizes this assumption covers);
+  longest sample stops), each as long as a step of the smallest measured call with at least as
+  many sequences and new tokens (``decode_step``); a call larger than every measurement is
+  scaled from the largest by its number of sequences (the plan names each call's basis);
 - every sample is kept for the update and every response has ``max_new_tokens`` tokens;
   log-prob and update time scale with prompt + response tokens (prompts as long as the
   measurement's);
@@ -46,9 +46,29 @@ def generate_calls(prompts: int, n: int, batch_size: int) -> list[int]:
     return [min(per_call, prompts - start) * n for start in range(0, prompts, per_call)]
 
 
+def decode_step(rates: Rates, sequences: int, new_tokens: int) -> tuple[float, tuple[int, int, float], bool]:
+    """Seconds per decoding step of a call of ``sequences`` sequences and ``new_tokens`` steps,
+    the measured call (sequences, new tokens, seconds per step) they come from, and whether they
+    were scaled. A step takes no less with more sequences or a longer context, so the smallest
+    measured call at least as large in both gives an upper bound; without one, the smallest
+    with as many sequences, at its longest length; without that, the largest call, scaled by
+    ``sequences`` / its sequences (decoding time grows more slowly than the batch: an upper
+    bound too)."""
+    points = rates.decoding or ((rates.decode_batch, 0, rates.decode_step_s),)
+    covering = [p for p in points if p[0] >= sequences and p[1] >= new_tokens]
+    if covering:
+        return min(covering)[2], min(covering), False
+    wider = [p for p in points if p[0] >= sequences]
+    if wider:
+        p = min(wider, key=lambda p: (-p[1], p[0]))
+        return p[2], p, False
+    p = max(points)
+    return p[2] * sequences / p[0], p, True
+
+
 def generate_seconds(prompts: int, n: int, batch_size: int, new_tokens: int, rates: Rates) -> float:
-    """Every call runs ``new_tokens`` decoding steps of the measured length."""
-    return len(generate_calls(prompts, n, batch_size)) * new_tokens * rates.decode_step_s
+    """Every call runs ``new_tokens`` decoding steps, each as long as ``decode_step`` says."""
+    return sum(new_tokens * decode_step(rates, b, new_tokens)[0] for b in generate_calls(prompts, n, batch_size))
 
 
 def grading_seconds(answers: int, workers: int, answers_per_s_per_worker: float) -> float:
@@ -131,6 +151,12 @@ def objective_groups(train: dict, objectives: list[str]) -> list[tuple[str, ...]
     return [tuple(g) for g in groups.values()]
 
 
+def rate_backend(backend: str, train: dict) -> str:
+    """The throughput file's backend of a job: ``hf-compiled`` for the HF backend with
+    ``train.hf_compiled`` (evaluation shares it), else the backend itself."""
+    return "hf-compiled" if backend == "hf" and train.get("hf_compiled") else backend
+
+
 def study_rows(config: dict, problems: int, throughput: dict, card: str, backend: str | None = None) -> list[Row]:
     """One Row per (rule, model) of the configured grid, training rows per group of objectives
     with the same settings, evaluation rows per shard (``shard_count``: each shard job costs as
@@ -144,7 +170,7 @@ def study_rows(config: dict, problems: int, throughput: dict, card: str, backend
     rows = []
     for rule, jobs, kind in (("train", cells, train["backend"]), ("evaluate_base", shards, evaluate["backend"]),
                              ("evaluate_cell", cells * shards, evaluate["backend"])):
-        kind = backend or kind
+        kind = rate_backend(backend or kind, train)
         for m in config["models"]:
             rates = find_rates(throughput, card, kind, m["id"])
             if rates is None:

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from nsr_study.config import ConfigError, load_config
-from nsr_study.cost import (Row, count_all_test_problems, disk_bytes, generate_calls, shard_count,
-                            study_rows)
-from nsr_study.rates import THROUGHPUT, PlanError, load_throughput, model_parameters, rates_from
+from nsr_study.cost import (Row, count_all_test_problems, decode_step, disk_bytes, generate_calls, rate_backend,
+                            shard_count, study_rows)
+from nsr_study.rates import THROUGHPUT, PlanError, find_rates, load_throughput, model_parameters
 from nsr_study.schedule import list_schedule, schedule_bounds, study_jobs
 
 
@@ -68,8 +68,33 @@ def wall_clock_line(rows: list[Row], gpus: int) -> str:
     return line + ("; INCOMPLETE: unmeasured jobs count 0 h" if any(r.hours is None for r in rows) else "")
 
 
+def decoding_lines(config: dict, problems: int, throughput: dict, card: str, backend: str | None) -> list[str]:
+    """Per model, the measured call that prices each kind of ``generate`` call of the study
+    (``cost.decode_step``): training rollouts, validation, and an evaluation shard's calls."""
+    train, evaluate = config["train"], config["evaluate"]
+    largest = -(-problems // shard_count(problems, evaluate["shard_size"]))
+    gbs, val = train["generation_batch_size"], config["data"]["val_size"]
+    calls = [(train["backend"], p, n, train["max_new_tokens"]) for p, n in (
+        (train["prompts_per_step"], train["rollouts_per_prompt"]), (val, 1), (val, train["val_samples"]))]
+    calls += [(evaluate["backend"], largest, n, evaluate["max_new_tokens"]) for n in (1, evaluate["n"])]
+    models: dict[str, list[str]] = {}  # how the calls are priced → the models priced so
+    for m in config["models"]:
+        priced = {}
+        for kind, prompts, n, new in calls:
+            rates = find_rates(throughput, card, rate_backend(backend or kind, train), m["id"])
+            for b in generate_calls(prompts, n, gbs) if rates else []:
+                _, (mb, mn, _), scaled = decode_step(rates, b, new)
+                note = (f" scaled × {b / mb:.3g} (no call of as many sequences measured: an upper bound)" if scaled
+                        else " (measured shorter)" if mn < new else "")
+                priced[b, new] = f"{b} × {new} ← {mb} × {mn}{note}"
+        if priced:
+            models.setdefault("\n    ".join(priced[k] for k in sorted(priced)), []).append(m["name"])
+    head = "Decoding steps: the study's generate calls (sequences × new tokens) ← the measured call pricing them"
+    return [head] + [f"  {', '.join(names)}:\n    {calls}" for calls, names in models.items()]
+
+
 def report(rows: list[Row], config: dict, problems: int, card: str, backend: str | None, throughput: dict,
-           configfiles: list[str], gpus: int = 1) -> str:
+           configfiles: list[str], gpus: int = 1, throughput_path: str = "") -> str:
     """The printed plan: one line per rule and model, subtotals per rule, total, wall-clock on
     ``gpus`` GPUs, assumptions."""
     train, evaluate = config["train"], config["evaluate"]
@@ -109,16 +134,12 @@ def report(rows: list[Row], config: dict, problems: int, card: str, backend: str
         out.append(wall_clock_line(rows, gpus))
     out.append(disk_line(config, throughput, gpus))
     out.append(host_memory_line(config, throughput))
-    batches = sorted({b for prompts, n in ((train["prompts_per_step"], train["rollouts_per_prompt"]),
-                                           (config["data"]["val_size"], 1), (problems, 1), (problems, evaluate["n"]))
-                      for b in generate_calls(prompts, n, train["generation_batch_size"])})
-    measured = sorted({entry["batch"] for entry in throughput["generation"] if entry["card"] == card})
-    out += ["", f"Decoding steps measured at batch {', '.join(map(str, measured)) or '-'}; the plan's generate calls "
-                f"have {', '.join(map(str, batches))} sequences (step time taken as batch-independent).",
-            "Sources:"]
-    out += [f"  {s}" for s in dict.fromkeys(
-        [rates_from(entry).source for entry in throughput["generation"] if entry["card"] == card]
-        + [f"grading: {throughput['grading']['source']}"])]
+    out += ["", *decoding_lines(config, problems, throughput, card, backend),
+            f"Rates from {throughput_path or 'the given measurements'}:"]
+    kinds = {rate_backend(backend or k, train) for k in (train["backend"], evaluate["backend"])}
+    found = [find_rates(throughput, card, k, m["id"]) for k in sorted(kinds) for m in config["models"]]
+    out += [f"  {s}" for s in dict.fromkeys([p for r in found if r for p in r.source.splitlines()]
+                                            + [f"grading: {throughput['grading']['source']}"])]
     return "\n".join(out)
 
 
@@ -128,13 +149,15 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--configfile", action="append", required=True,
                     help="config file; repeat to overlay (e.g. config/config.yaml then an overlay)")
     ap.add_argument("--card", default=None, help="card of the measurements to use (default: the only one measured)")
-    ap.add_argument("--backend", choices=["hf", "vllm"], default=None,
-                    help="cost every rule with this backend (default: train.backend / evaluate.backend)")
+    ap.add_argument("--backend", choices=["hf", "hf-compiled", "vllm"], default=None,
+                    help="cost every rule with this backend (default: train.backend / evaluate.backend; hf is "
+                         "hf-compiled with train.hf_compiled)")
     ap.add_argument("--test-problems", type=int, default=None,
                     help="test problems of all test sets (default: from the data and benchmarks config)")
     ap.add_argument("--gpus", type=int, default=1, help="GPUs of the node: the wall-clock of the DAG's jobs on them")
     ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml", help="config schema (run from the repo root)")
-    ap.add_argument("--throughput", default=str(THROUGHPUT), help="measured throughputs (default: the package's)")
+    ap.add_argument("--throughput", default=str(THROUGHPUT),
+                    help="measured throughputs (default: the package's; bench/gpu_check.sh writes one)")
     args = ap.parse_args(argv)
     if args.gpus < 1:
         ap.error(f"--gpus: {args.gpus}; the study needs at least one GPU")
@@ -152,4 +175,4 @@ def main(argv: list[str]) -> None:
     except (ConfigError, PlanError) as e:
         sys.exit(str(e))
     rows = study_rows(config, problems, throughput, card, args.backend)
-    print(report(rows, config, problems, card, args.backend, throughput, args.configfile, args.gpus))
+    print(report(rows, config, problems, card, args.backend, throughput, args.configfile, args.gpus, args.throughput))
