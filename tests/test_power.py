@@ -15,13 +15,20 @@ projected over realised mean half-width, bias-corrected (plug-in in brackets):
 file on a loaded 2-core machine.
 """
 
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special, stats
 
 from nsr_study import power
 from nsr_study.intervals import two_level
-from nsr_study.power import OneSeedPilot, Pilot, expected_half_width, pilot, resolvable
+from nsr_study.power import OneSeedPilot, Pilot, expected_half_width, main, pilot, resolvable
 from test_coverage import REGIMES, simulate
 
 PILOTS = 600
@@ -129,3 +136,111 @@ def test_projection_matches_realised_half_width(design, regime):
     if design == "S 2 → 3" and regime == "seed noise dominates":
         plug_in = power._plug_in(pilots, pilots.seed_means, s1, p1, 0.95)
         assert np.mean(plug_in) / realised < 0.9
+
+
+# ---------------------------------------------------------------- the command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(tmp_path, seeds, problems=12, rng_seed=0):
+    """A finished run of the demo's grid with one model and ``seeds`` seeds: problems.jsonl of
+    every evaluation (random counts of 8 samples) and final_metrics.csv, and its overlay."""
+    rng = np.random.default_rng(rng_seed)
+    overlay = tmp_path / "pilot.yaml"
+    overlay.write_text(f"seeds: {list(seeds)}\nmodels: [{{name: m, id: results/models/m}}]\n"
+                       "benchmarks: [{name: math}]\nevaluate: {n: 8}\n")
+    cells = [Path("base")] + [Path(o, f"seed{s}") for o in ("GRPO", "PSR", "NSR", "W_REINFORCE") for s in seeds]
+    for cell in cells:
+        rate = rng.uniform(0.2, 0.8)
+        rows = [{"id": f"p{i}", "benchmark": "math", "n": 8, "correct": int(rng.binomial(8, rate)),
+                 "greedy_entropy": float(rng.uniform(0, 1))} for i in range(problems)]
+        path = tmp_path / "results/eval/m" / cell / "problems.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "results/tables").mkdir(parents=True)
+    pd.DataFrame([{"benchmark": "math", "model": "m", "objective": "base", "parameters": 1000, "max_k": 8}]).to_csv(
+        tmp_path / "results/tables/final_metrics.csv", index=False)
+    return [str(REPO / "config/config.yaml"), str(REPO / "config/demo.yaml"), str(overlay)]
+
+
+def run_power(tmp_path, configs, *args):
+    """``python -m nsr_study power`` in ``tmp_path``, in this process: (exit message or None, stdout)."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main([*sum([["--configfile", c] for c in configs], []),
+                  "--schema", str(REPO / "workflow/schemas/config.schema.yaml"), *args])
+        return None, out.getvalue()
+    except SystemExit as e:
+        return str(e), out.getvalue()
+    finally:
+        os.chdir(cwd)
+
+
+def test_power_command_writes_the_table_and_prints_each_option(tmp_path):
+    error, stdout = run_power(tmp_path, fake_run(tmp_path, [0, 1]), "--seeds", "2", "3", "--problems", "12", "24")
+    assert error is None, error
+    table = pd.read_csv(tmp_path / "results/tables/power.csv")
+    findings = 11  # every claim on one model and one test set
+    assert len(table) == findings * 4 and set(zip(table["seeds"], table["problems"])) == {(2, 12), (2, 24), (3, 12),
+                                                                                         (3, 24)}
+    assert (table["seed_source"] == "estimated").all() and (table["pilot_seeds"] == 2).all()
+    # the pilot's own design projects near its realised half-widths; more of either narrows it
+    own = table[(table["seeds"] == 2) & (table["problems"] == 12) & (table["pilot_half_width"] > 0)]
+    assert len(own) >= 5  # pass@8 of 8 samples is 0 or 1: some contrasts are identically 0, and project to 0
+    assert np.median(own["half_width"] / own["pilot_half_width"]) == pytest.approx(1, abs=0.25)
+    wide = table.set_index(["claim", "seeds", "problems"])["half_width"]
+    more, pilot_design = wide.xs((3, 24), level=[1, 2]), wide.xs((2, 12), level=[1, 2])
+    assert (more[pilot_design > 0] < pilot_design[pilot_design > 0]).all() and (more[pilot_design == 0] == 0).all()
+    varies = table["half_width"] > 0
+    assert (table["resolvable_effect"][varies] > table["half_width"][varies]).all()
+    lines = stdout.splitlines()
+    assert "median half-width" in stdout and "GPU-h" in stdout
+    assert sum(line.split()[:2] in (["2", "12"], ["3", "24"]) for line in lines) == 2
+    assert "unmeasured" in stdout  # the demo's tiny models have no GPU measurement
+
+
+def test_a_one_seed_pilot_needs_a_stated_seed_sd(tmp_path):
+    configs = fake_run(tmp_path, [0])
+    error, _ = run_power(tmp_path, configs, "--seeds", "3")
+    assert "cannot estimate the seed component" in error
+    assert not (tmp_path / "results/tables/power.csv").exists()
+    error, _ = run_power(tmp_path, configs, "--seeds", "1", "3", "--seed-sd", "0.02")
+    assert error is None, error
+    table = pd.read_csv(tmp_path / "results/tables/power.csv")
+    assert (table["seed_source"] == "assumed: seed sd 0.02").all()
+    assert table["seed_component"].to_numpy() == pytest.approx(0.02**2)
+    one = table[(table["seeds"] == 1) & (table["pilot_half_width"] > 0)]
+    assert (one["half_width"] / one["pilot_half_width"]).to_numpy() == pytest.approx(1, abs=0.05)
+
+
+def test_a_one_seed_pilot_takes_another_runs_components(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    assert run_power(other, fake_run(other, [0, 1, 2]), "--seeds", "3")[0] is None
+    error, _ = run_power(tmp_path, fake_run(tmp_path, [0], rng_seed=1), "--seeds", "3", "--components",
+                         str(other / "results/tables/power.csv"))
+    assert error is None, error
+    table = pd.read_csv(tmp_path / "results/tables/power.csv").set_index("claim")
+    theirs = pd.read_csv(other / "results/tables/power.csv").set_index("claim")
+    # a negative estimate (the component smaller than its noise) is taken as 0
+    assert table["seed_component"].to_numpy() == pytest.approx(np.maximum(0, theirs["seed_component"].to_numpy()))
+    assert table["residual_component"].to_numpy() == pytest.approx(theirs["residual_component"].to_numpy())
+    assert table["seed_source"].str.startswith("from ").all()
+
+
+def test_each_option_is_costed_by_the_plan_with_its_seeds():
+    """Training and cell evaluations scale with the seeds, the base evaluations do not: the
+    GPU-hours of 2, 3 and 5 seeds are equally spaced per seed."""
+    from nsr_study.config import load_config
+    from nsr_study.rates import THROUGHPUT, load_throughput
+
+    config = load_config([REPO / "config/config.yaml"], REPO / "workflow/schemas/config.schema.yaml")
+    throughput = load_throughput(THROUGHPUT)
+    card = sorted({e["card"] for e in throughput["generation"]})[0]
+    h = {s: power.option_hours(config, s, 500, throughput, card, "hf")[0] for s in (2, 3, 5)}
+    assert power.option_hours(config, 3, 500, throughput, card, "hf")[1]  # every job measured
+    assert h[2] < h[3] < h[5] and (h[5] - h[3]) == pytest.approx(2 * (h[3] - h[2]), rel=1e-9)
