@@ -8,13 +8,13 @@ model's own sampling noise: one base evaluation serves every seed) and a residua
 seed × problem interaction and the trained cell's sampling noise). The findings' interval adds
 two independent variance estimates (``intervals.half_width``): W/S and M/P, with W the variance
 of the seed means (S − 1 degrees of freedom, expectation σ²_a + σ²_e/P) and M that of the
-problem means (P − 1, expectation σ²_b + σ²_e/S); the residual mean square E (MS_E, (S − 1)(P − 1))
-estimates σ²_e. A pilot's (W, M, E) give the planned design's expectations without bias:
+problem means (P − 1, expectation σ²_b + σ²_e/S); the residual mean square R (MS_E, (S − 1)(P − 1))
+estimates σ²_e. A pilot's (W, M, R) give the planned design's expectations without bias:
 
-    E W' = W + E (1/P' − 1/P),   E M' = M + E (1/S' − 1/S)
+    E W' = W + R (1/P' − 1/P),   E M' = M + R (1/S' − 1/S)
 
 (the ANOVA estimates of Searle, Casella & McCulloch 1992, ch. 4, the balanced two-way crossed
-model without replication). Where a component's estimate is negative (W < E/P: smaller than its
+model without replication). Where a component's estimate is negative (W < R/P: smaller than its
 noise) W is scaled instead, W' = W·P/P', unbiased when the component is 0 and never negative
 (flooring the component at 0 made projections 7-11 % wide where problem noise dominates;
 flooring W' at 0 gave a 2-seed interval without its seed part). W' and M' are their
@@ -32,7 +32,7 @@ again. This is exact at both ends: where the seed part dominates it is the c4 co
 standard deviation, where it is negligible the projection is linear in W and left alone.
 tests/test_power.py measures it on simulated studies.
 
-Power: the estimate is normal around the true contrast δ with variance W'/S' + M'/P' − E/(S'P')
+Power: the estimate is normal around the true contrast δ with variance W'/S' + M'/P' − R/(S'P')
 in expectation, independent of W' and M', so the interval lies beyond the threshold with
 probability E[Φ((|δ − threshold| − half-width)/se)] (the far side's chance neglected);
 ``resolvable`` is the distance at which that is the power asked (80 %).
@@ -40,8 +40,9 @@ probability E[Φ((|δ − threshold| − half-width)/se)] (the far side's chance
 A one-seed pilot has no W: its seed part must be given, as an assumed standard deviation between
 seeds of a claim's estimate (√W) or another run's components, and is then taken as known. Its
 residual cannot be told from the problem component (both are in M; taken as 0, which errs wide
-for more seeds) unless another run gives it. Sampling noise of the trained cells is part of the
-residual: the number of samples per problem is not projected.
+for more seeds) unless another run gives it. A planned design of one seed gets the findings'
+one-seed interval as ``intervals.half_width`` computes it (test problems only). Sampling noise of
+the trained cells is part of the residual: the number of samples per problem is not projected.
 
 The command, run in a finished run's directory (the pilot):
 
@@ -87,7 +88,7 @@ class Pilot:
     problems: int
     seed_means: float | np.ndarray  # W: variance of the seed means
     problem_means: float | np.ndarray  # M: variance of the problem means
-    residual: float | np.ndarray  # E: residual mean square
+    residual: float | np.ndarray  # R: residual mean square
     seed_df: int | None
 
     def components(self) -> dict[str, float | np.ndarray]:
