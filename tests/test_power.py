@@ -98,6 +98,7 @@ def test_problem_part_alone_and_its_power():
     se = np.sqrt(0.04 / 20000)
     assert resolvable(p, 1, 20000, 0.95) == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se, rel=2e-3)
     assert resolvable(p, 1, 20000, 0.95, power=0.5) == pytest.approx(stats.norm.ppf(0.975) * se, rel=2e-3)
+    assert resolvable(p, 1, 20000, 0.95, power=0.01) == 0.0  # the threshold itself is excluded 2.5 % of the time
 
 
 def test_grid_is_fine_enough():

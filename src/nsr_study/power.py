@@ -199,6 +199,8 @@ def resolvable(p: Pilot, seeds: int, problems: int, confidence: float, power: fl
     if se == 0:
         return float(h.max())
     gap = lambda d: float(stats.norm.cdf((d - h) / se).mean()) - power  # noqa: E731
+    if gap(0.0) >= 0:  # a power below one half can be reached at the threshold itself
+        return 0.0
     return float(optimize.brentq(gap, 0.0, float(h.max()) + 10 * se, xtol=1e-9 * se))
 
 
