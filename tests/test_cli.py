@@ -12,7 +12,7 @@ import pytest
 def test_a_missing_or_unknown_command_is_refused_naming_the_commands(argv, said):
     res = subprocess.run([sys.executable, "-m", "nsr_study", *argv], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert res.stderr.strip() == f"usage: python -m nsr_study {{train,evaluate,summary,plan}} [ARGS]: {said}"
+    assert res.stderr.strip() == f"usage: python -m nsr_study {{train,evaluate,summary,plan,power}} [ARGS]: {said}"
 
 
 def test_a_command_takes_its_own_arguments():

@@ -55,10 +55,10 @@ REGIMES = {"seed noise dominates": dict(seed_sd=0.03, spread=0.0, problems=200),
            "problem noise dominates": dict(seed_sd=0.0, spread=0.1, problems=50)}
 
 
-def simulate(rng, seeds, seed_sd, spread, problems, n=16):
+def simulate(rng, seeds, seed_sd, spread, problems, n=16, studies=STUDIES):
     """Per-seed, per-problem pass@1 contrasts (studies × seeds × problems) against one base evaluation."""
-    base_rate = rng.uniform(0.1, 0.6, (STUDIES, 1, problems))
-    effect = TRUTH + rng.uniform(-spread, spread, (STUDIES, 1, problems)) + rng.normal(0, seed_sd, (STUDIES, seeds, 1))
+    base_rate = rng.uniform(0.1, 0.6, (studies, 1, problems))
+    effect = TRUTH + rng.uniform(-spread, spread, (studies, 1, problems)) + rng.normal(0, seed_sd, (studies, seeds, 1))
     base = rng.binomial(n, base_rate) / n
     return rng.binomial(n, np.clip(base_rate + effect, 0, 1)) / n - base
 

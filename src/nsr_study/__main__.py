@@ -1,5 +1,5 @@
 """The pipeline's command line: ``python -m nsr_study COMMAND [ARGS]``, COMMAND one of
-``train``, ``evaluate``, ``summary``, ``plan`` (each ``nsr_study.<COMMAND>.main``; ``--help``
+``train``, ``evaluate``, ``summary``, ``plan``, ``power`` (each ``nsr_study.<COMMAND>.main``; ``--help``
 after a command lists its arguments).
 
 Why one entry module: a job's math-verify workers (``nsr_study.grading.Grader``) are spawned
@@ -13,7 +13,7 @@ grader.
 import importlib
 import sys
 
-COMMANDS = ("train", "evaluate", "summary", "plan")
+COMMANDS = ("train", "evaluate", "summary", "plan", "power")
 
 
 def main(argv: list[str] | None = None) -> None:
