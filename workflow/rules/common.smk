@@ -8,7 +8,7 @@ import shlex
 from nsr_study.config import RUNTIME_ONLY, objective_train
 from nsr_study.paper import load_reference
 from nsr_study.cost import eval_shards, rule_minutes
-from nsr_study.synthetic import LONGER_FILE
+from nsr_study.synthetic import LONGER_FILE, RARE_FILE
 
 MODELS = {m["name"]: m for m in config["models"]}
 OBJECTIVES = config["objectives"]
