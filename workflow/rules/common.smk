@@ -201,10 +201,21 @@ def paper_targets():
     ]
 
 
+# The positive control's task (config/control.yaml) tags every sample with its strategy.
+STRATEGY_TASK = DATA["source"] == "synthetic" and DATA["synthetic"]["task"] == "strategies"
+
+
+def strategy_targets():
+    if not STRATEGY_TASK:
+        return []
+    return ["results/tables/strategy_share.csv"] + expand("results/figures/strategy_share.{ext}", ext=["png", "svg"])
+
+
 def report_targets():
     return (
         expand("results/tables/{table}.csv", table=TABLES + ["findings", "findings_trend"])
         + expand("results/figures/{figure}.{ext}", figure=FIGURES + ["findings_verdicts"], ext=["png", "svg"])
         + paper_targets()
         + [FRONT_PAGE]
+        + strategy_targets()
     )
