@@ -1,5 +1,6 @@
 """Rule synthetic_data: MATH-format problems for the offline demo (nsr_study.synthetic): the
-demo's sums, or the positive control's two-strategy sums (data.synthetic.task)."""
+demo's sums, or the positive control's two-strategy sums (data.synthetic.task; the config
+checks say which extra set each task has, nsr_study.config.synthetic_task_errors)."""
 
 from nsr_study.data import write_jsonl
 from nsr_study.logs import setup_logging
@@ -10,13 +11,9 @@ def main(smk):
     log = setup_logging(smk.log[0])
     cfg = smk.params.synthetic
     if cfg["task"] == "strategies":
-        if cfg["n_longer"]:
-            raise ValueError("data.synthetic.n_longer must be 0 with task strategies (longer chains are the sums task's)")
         train, test, rare = generate_strategies(cfg["n_train"], cfg["n_test"], cfg["n_rare"], cfg["seed"])
         longer = []
     else:
-        if cfg["n_rare"]:
-            raise ValueError("data.synthetic.n_rare must be 0 with task sums (B-only problems are the strategies task's)")
         train, test = generate(cfg["n_train"], cfg["n_test"], cfg["seed"])
         longer, rare = generate_longer(cfg["n_longer"], cfg["seed"]), []
     write_jsonl(train, smk.output.train, fields=None)
