@@ -109,7 +109,7 @@ def tiny_cell_dir(root: Path, **spec) -> Path:
         for i, r in enumerate(recs):
             r.update(id=f"{split}-{i}", benchmark="math", subject=r["type"])
         write_jsonl(recs, root / f"{split}.jsonl")
-    tokenizer = build_tokenizer(corpus(train, demo_config()["prompt"]), 300)
+    tokenizer = build_tokenizer(corpus(train, demo_config()["prompt"], tiny_spec()), 300)
     torch.manual_seed(0)
     build_model(tiny_spec(**spec), tokenizer).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from nsr_study.aggregate import final_tables, paired_difference
+import numpy as np
+
+from nsr_study.aggregate import final_tables, paired_difference, strategy_table
 
 
 def evaluation(objective, correct, seed=None, benchmark="math"):
@@ -68,3 +70,15 @@ def test_each_test_set_has_its_rows_and_its_own_differences_and_a_set_without_le
     assert sorted(comp["group"].unique()) == ["(none: this test set has no levels)",
                                               "(none: this test set has no subjects)"]
     assert (comp["problems"] == 3).all() and len(comp) == 4  # by level and by subject, base and NSR
+
+
+def test_strategy_table_pools_each_strategy_s_samples_per_evaluation_and_test_set():
+    tag = lambda a, b, ca, cb: {"used": {"A": a, "B": b, "other": 4 - a - b}, "correct": {"A": ca, "B": cb, "other": 0}}  # noqa: E731
+    rows = [{"benchmark": "math", "strategies": tag(3, 1, 3, 1)}, {"benchmark": "math", "strategies": tag(4, 0, 2, 0)},
+            {"benchmark": "rare", "strategies": tag(2, 1, 0, 1)}, {"benchmark": "longer"}]
+    table = strategy_table([{"model": "m", "objective": "PSR", "seed": 1}], [rows])
+    got = {(r.benchmark, r.strategy): (r.share, r.reliability, r.samples) for r in table.itertuples()}
+    assert got[("math", "A")] == (7 / 8, 5 / 7, 8) and got[("math", "B")] == (1 / 8, 1.0, 8)
+    assert got[("rare", "other")] == (1 / 4, 0.0, 4)
+    assert got[("math", "other")][0] == 0 and np.isnan(got[("math", "other")][1])  # nobody used it: no reliability
+    assert set(table["benchmark"]) == {"math", "rare"}  # the untagged set has no rows

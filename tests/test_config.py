@@ -150,3 +150,20 @@ def test_benchmarks_default_to_math_and_each_other_set_needs_one_source():
     typo = _base() | {"benchmarks": [{"name": "math"}, {"name": "a", "local": "a.jsonl", "gold": "boxed"}]}
     with pytest.raises(ConfigError, match=r"benchmarks\[1\]\.gold: 'boxed' is not one of"):
         check_config(typo, SCHEMA, _fill)
+
+
+def test_each_synthetic_task_has_its_own_extra_test_set_and_prior():
+    tiny = {"name": "tiny-c", "id": "results/models/tiny-c", "tiny": {"rare_share": 0.2}}
+    cfg = _base() | {"data": {"source": "synthetic", "synthetic": {"task": "strategies", "n_longer": 4},
+                              "val_size": 10, "train_fraction": 1.0},
+                     "models": [tiny, {"name": "tiny-s", "id": "results/models/tiny-s", "tiny": {}}]}
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, SCHEMA, _fill)
+    assert "data.synthetic.n_longer: must be 0 with task strategies" in str(err.value)
+    assert "models[1].tiny.rare_share: None with data.synthetic.task strategies" in str(err.value)
+    assert "models[0]" not in str(err.value)
+    cfg["data"]["synthetic"] = {"task": "sums", "n_rare": 5}
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, SCHEMA, _fill)
+    assert "data.synthetic.n_rare: must be 0 with task sums" in str(err.value)
+    assert "models[0].tiny.rare_share: 0.2 with data.synthetic.task sums" in str(err.value)

@@ -10,6 +10,7 @@ from nsr_study.data import read_jsonl, write_jsonl
 from nsr_study.evaluate import evaluate, main, shard_rows
 from nsr_study.summary import main as summary_main
 from nsr_study.summary import summarize_evaluation
+from nsr_study.synthetic import STRATEGY_SUBJECTS
 
 
 def test_shards_are_balanced_blocks_in_table_order():
@@ -60,3 +61,14 @@ def test_merged_shards_equal_the_unsharded_evaluation_problem_by_problem(tiny, t
     same = lambda d: json.dumps({k: v for k, v in d.items() if k not in ("shards", "gpus")}, sort_keys=True)  # noqa: E731
     assert same(summary) == same(expected)  # as JSON: NaN (one problem's SE) equals itself
     assert summary["shards"] == 3 and summary["benchmarks"]["math"]["problems"] == 8
+
+
+def test_rows_of_the_two_strategy_subjects_carry_each_strategy_s_share(tiny):
+    """problems.jsonl's task-specific tag: a row of the positive control's subjects counts its
+    samples by strategy (nsr_study.synthetic.strategy_tally); other rows have no such key."""
+    root, records, cfg = tiny
+    recs = [records[0] | {"subject": STRATEGY_SUBJECTS[1]}, records[1]]
+    _, rows = evaluate(str(root / "model"), recs, cfg["evaluate"], cfg["prompt"], cfg["grading"], seed=3)
+    tag = rows[0]["strategies"]
+    assert sum(tag["used"].values()) == rows[0]["n"] and sum(tag["correct"].values()) == rows[0]["correct"]
+    assert "strategies" not in rows[1]

@@ -43,3 +43,25 @@ def test_findings_verdicts_colours_each_claim_and_model_by_its_verdict(tmp_path,
     assert "over test problems only (one seed)" in ax.get_title()
     assert "nsr_raises_pass1\nNSR − base on pass@1 > 0" in [t.get_text() for t in ax.get_yticklabels()]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["small", "large"]
+
+
+def test_strategy_share_stacks_each_strategy_per_objective(tmp_path, monkeypatch):
+    """results/figures/strategy_share.png: one bar per group (base model, then each objective),
+    the strategies stacked in order A, B, neither, their heights the mean share over seeds."""
+    from nsr_study import figures
+
+    rows = [("base", None, {"A": 0.9, "B": 0.1, "other": 0.0})] + [
+        ("PSR", s, {"A": 1.0 - b, "B": b, "other": 0.0}) for s, b in ((0, 0.0), (1, 0.02))] + [
+        ("NSR", s, {"A": 0.8, "B": 0.1 + s / 10, "other": 0.1 - s / 10}) for s in (0, 1)]
+    table = pd.DataFrame([{"model": "tiny-c", "objective": o, "seed": s, "benchmark": "rare", "strategy": k, "share": v}
+                          for o, s, shares in rows for k, v in shares.items()])
+    drawn, save = {}, figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: save(drawn.setdefault("fig", fig), stem))
+    paths = figures.strategy_share(table, ["PSR", "NSR"], tmp_path / "strategy_share")
+    assert [p.name for p in paths] == ["strategy_share.png", "strategy_share.svg"] and all(p.exists() for p in paths)
+    ax = drawn["fig"].axes[0]
+    bars = [(round(p.get_x() + p.get_width() / 2), round(p.get_y(), 3), round(p.get_height(), 3)) for p in ax.patches]
+    assert bars == [(0, 0, 0.9), (1, 0, 0.99), (2, 0, 0.8),  # A
+                    (0, 0.9, 0.1), (1, 0.99, 0.01), (2, 0.8, 0.15),  # B on top of A
+                    (0, 1.0, 0.0), (1, 1.0, 0.0), (2, 0.95, 0.05)]  # neither
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["base model", figures._label("PSR"), figures._label("NSR")]

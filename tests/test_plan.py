@@ -348,3 +348,14 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--configfile", "config/config.yaml", "--gpus", "0"])
     assert "--gpus: 0; the study needs at least one GPU" in capsys.readouterr().err
+
+
+def test_the_controls_rare_set_is_counted_before_the_workflow_writes_it():
+    """config/control.yaml's test set `rare` is a file the workflow writes itself: its rows come
+    from data.synthetic.n_rare, so the shards are known at dry run (100 + 100 in one shard)."""
+    from nsr_study.cost import count_all_test_problems
+
+    cfg = load_config([REPO / "config" / f for f in ("config.yaml", "demo.yaml", "control.yaml")],
+                      REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert count_all_test_problems(cfg) == 100 + cfg["data"]["synthetic"]["n_rare"] == 200
+    assert eval_shards(cfg) == 1

@@ -10,10 +10,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 
 from conftest import study_config, tiny_spec
 from nsr_study.prompts import chat_prompt, prompt_ids
-from nsr_study.synthetic import generate
+from nsr_study.synthetic import CLAUSE, generate, generate_strategies, strategy_of
 from nsr_study.answers import last_boxed
-from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, off_by_one,
-                            sft, sft_examples)
+from nsr_study.tiny import (IM_END, IM_START, PAD, build, build_model, build_tokenizer, collate, corpus, draw,
+                            off_by_one, sft, sft_examples, sft_records, sft_targets)
 
 PROMPT = study_config()["prompt"]
 SPEC = tiny_spec(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, batch_size=8,
@@ -29,7 +29,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def tokenizer(records):
-    return build_tokenizer(corpus(records[0], PROMPT), SPEC.vocab_size)
+    return build_tokenizer(corpus(records[0], PROMPT, SPEC), SPEC.vocab_size)
 
 
 def save_beside_qwen2_config(tok, path):
@@ -61,10 +61,10 @@ def test_tokenizer_survives_autotokenizer_as_qwen2tokenizer(tokenizer, records, 
 def test_a_foreign_pre_tokenizer_would_not_survive(records, tmp_path):
     """The trap the module avoids: GPT-2's pre-tokenizer (digit runs kept together) gives
     different ids once Qwen2Tokenizer swaps its own in — so the round-trip test has teeth."""
-    tok = build_tokenizer(corpus(records[0], PROMPT), SPEC.vocab_size)
+    tok = build_tokenizer(corpus(records[0], PROMPT, SPEC), SPEC.vocab_size)
     backend = tok.backend_tokenizer
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.train_from_iterator(corpus(records[0], PROMPT), trainers.BpeTrainer(
+    backend.train_from_iterator(corpus(records[0], PROMPT, SPEC), trainers.BpeTrainer(
         vocab_size=SPEC.vocab_size, special_tokens=[PAD, IM_START, IM_END],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     loaded = save_beside_qwen2_config(tok, tmp_path)
@@ -117,11 +117,32 @@ def test_off_by_one_changes_only_the_final_answer():
 
 
 def test_sft_examples_pair_each_solution_with_its_wrong_version(tokenizer, records):
-    examples = sft_examples(tokenizer, records[0], PROMPT)
-    for (_, right, wrong), r in zip(examples, records[0]):
+    examples = sft_examples(tokenizer, records[0], PROMPT, SPEC)
+    for (_, [(p_wrong, wrong), (p_right, right)]), r in zip(examples, records[0]):
         assert right[-1] == wrong[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(right[:-1]) == r["solution"]
         assert int(last_boxed(tokenizer.decode(wrong[:-1]))) == int(r["answer"]) + 1
+        assert (p_wrong, p_right) == (SPEC.wrong_share_of(r["level"]), 1 - SPEC.wrong_share_of(r["level"]))
+
+
+def test_the_two_strategy_prior_writes_both_strategies_on_every_problem_and_its_twin():
+    train, _, _ = generate_strategies(4, 0, 0, seed=0)
+    spec = tiny_spec(rare_share=0.2, wrong_share=0.25, rare_wrong_share=0.1)
+    problems = sft_records(train, spec)
+    assert [r["problem"] for r in problems[4:]] == [r["problem"][:-1] + CLAUSE + "." for r in train]
+    targets = sft_targets(problems[4], spec)  # a problem with the clause: A's answers ignore it
+    assert [round(p, 6) for p, _ in targets] == [0.2, 0.6, 0.02, 0.18]  # 0.8×0.25, 0.8×0.75, 0.2×0.1, 0.2×0.9
+    digits = [int(d) for d in problems[4]["problem"].split("$")[1].split(" + ")]
+    answers = [int(last_boxed(t)) for _, t in targets]
+    assert answers == [sum(digits) + 1, sum(digits), sum(digits) + digits[-1] + 1, sum(digits) + digits[-1]]
+    assert [strategy_of(t) for _, t in targets] == ["A", "A", "B", "B"]
+    with pytest.raises(ValueError, match="has the clause"):
+        sft_records(problems[4:], spec)
+
+
+def test_draw_takes_the_target_whose_cumulative_probability_passes_u():
+    targets = [(0.2, "w"), (0.5, "r"), (0.3, "b")]
+    assert [draw(targets, u) for u in (0.0, 0.19, 0.2, 0.69, 0.7, 0.999)] == ["w", "w", "r", "r", "b", "b"]
 
 
 def test_wrong_share_is_one_share_or_one_per_level():
@@ -131,12 +152,11 @@ def test_wrong_share_is_one_share_or_one_per_level():
 
 
 def test_sft_lowers_the_loss_deterministically(tokenizer, records):
-    examples = sft_examples(tokenizer, records[0], PROMPT)
+    examples = sft_examples(tokenizer, records[0], PROMPT, SPEC)
 
     def run():
         torch.manual_seed(0)
-        shares = [SPEC.wrong_share_of(r["level"]) for r in records[0]]
-        return sft(build_model(SPEC, tokenizer), examples, shares, tokenizer.pad_token_id, SPEC, seed=1)
+        return sft(build_model(SPEC, tokenizer), examples, tokenizer.pad_token_id, SPEC, seed=1)
 
     losses = run()
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5

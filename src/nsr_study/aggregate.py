@@ -105,3 +105,23 @@ def final_tables(summaries: list[dict], problems: list[list[dict]]) -> dict[str,
 
 def load_summaries(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def strategy_table(labels: list[dict], problems: list[list[dict]]) -> pd.DataFrame:
+    """The positive control's mechanism: per evaluation ({model, objective, seed} ``labels``,
+    their problems.jsonl rows ``problems``) × test set × strategy, the share of samples that
+    used the strategy and its reliability (the share of those that were right; NaN when none
+    used it), from the rows' ``strategies`` tag (``nsr_study.synthetic.strategy_tally``).
+    Rows without the tag (other tasks) are left out."""
+    out = []
+    for label, rows in zip(labels, problems, strict=True):
+        for bench in dict.fromkeys(r["benchmark"] for r in rows if "strategies" in r):
+            tags = [r["strategies"] for r in rows if r["benchmark"] == bench and "strategies" in r]
+            samples = sum(sum(t["used"].values()) for t in tags)
+            for strategy in tags[0]["used"]:
+                used, right = (sum(t[k][strategy] for t in tags) for k in ("used", "correct"))
+                out.append({"model": label["model"], "objective": label["objective"], "seed": label["seed"],
+                            "benchmark": bench, "strategy": strategy, "problems": len(tags), "samples": samples,
+                            "share": used / samples, "reliability": right / used if used else float("nan")})
+    return pd.DataFrame(out, columns=["model", "objective", "seed", "benchmark", "strategy", "problems", "samples",
+                                      "share", "reliability"])

@@ -68,6 +68,7 @@ def semantic_errors(config: dict) -> list[str]:
         if data["val_size"] >= sampled:
             errors.append(f"data.val_size: {data['val_size']} leaves no training rows: the sampled train has about "
                           f"{sampled} rows (data.train_fraction × data.synthetic.n_train)")
+    errors += synthetic_task_errors(data["synthetic"], config["models"]) if data["source"] == "synthetic" else []
     errors += [f"models[{i}].id: a tiny model is built at results/models/{m['name']}, got {m['id']}"
                for i, m in enumerate(config["models"]) if "tiny" in m and m["id"] != f"results/models/{m['name']}"]
     names = [m["name"] for m in config["models"]]
@@ -79,6 +80,22 @@ def semantic_errors(config: dict) -> list[str]:
                f"({' and '.join(hf)} hf); set train.hf_compiled false, or use the vllm backend"
                for i, m in enumerate(config["models"]) if m["gpus"] > 1 and config["train"]["hf_compiled"] and hf]
     return errors + benchmark_errors(config["benchmarks"]) + train_errors(config["train"])
+
+
+def synthetic_task_errors(synthetic: dict, models: list[dict]) -> list[str]:
+    """Each synthetic task with its own extra test set and its own prior: longer chains are the
+    sums task's, B-only problems and the two-strategy prior (``tiny.rare_share``) the strategies
+    task's, whose prior parses every train problem as a two-strategy sum."""
+    task, errors = synthetic["task"], []
+    if task == "strategies" and synthetic["n_longer"]:
+        errors.append("data.synthetic.n_longer: must be 0 with task strategies (longer chains are the sums task's)")
+    if task == "sums" and synthetic["n_rare"]:
+        errors.append("data.synthetic.n_rare: must be 0 with task sums (B-only problems are the strategies task's)")
+    for i, m in enumerate(models):
+        if "tiny" in m and (m["tiny"]["rare_share"] is None) == (task == "strategies"):
+            errors.append(f"models[{i}].tiny.rare_share: {m['tiny']['rare_share']} with data.synthetic.task {task}: "
+                          "the two-strategy prior (a number) goes with task strategies, the sums prior (null) with sums")
+    return errors
 
 
 def benchmark_errors(benchmarks: list[dict]) -> list[str]:

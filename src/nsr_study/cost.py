@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from nsr_study.config import objective_train
 from nsr_study.rates import THROUGHPUT, PlanError, Rates, find_rates, load_throughput
-from nsr_study.synthetic import LONGER_FILE
+from nsr_study.synthetic import LONGER_FILE, RARE_FILE
 
 # Source rows of the hub test splits we know (the schema's default hub id); other hub ids
 # need --test-problems.
@@ -236,12 +236,14 @@ def count_test_problems(data: dict) -> int:
 
 def count_benchmark_problems(benchmarks: list[dict], data: dict) -> int:
     """Problems of the test sets besides ``math`` (config ``benchmarks``), read whole (the demo's
-    synthetic set from ``data.synthetic.n_longer``: it is written by the workflow itself). Priced
+    synthetic sets from ``data.synthetic.n_longer`` / ``n_rare``: the workflow writes them itself). Priced
     with the evaluate section's n and max_new_tokens (an upper bound where a set sets lower ones)."""
     rows = 0
     for b in benchmarks[1:]:
         if b.get("local") == LONGER_FILE and data["source"] == "synthetic":
             rows += data["synthetic"]["n_longer"]
+        elif b.get("local") == RARE_FILE and data["source"] == "synthetic":
+            rows += data["synthetic"]["n_rare"]
         elif "local" in b:
             rows += local_rows(b["local"])
         elif b["hub"]["id"] in HUB_TEST_ROWS:

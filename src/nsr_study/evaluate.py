@@ -36,6 +36,7 @@ from nsr_study.logprobs import token_logprobs
 from nsr_study.prompts import pad_token_id, problem_prompt_ids
 from nsr_study.rollout import make_backend
 from nsr_study.summary import benchmark_groups
+from nsr_study.synthetic import STRATEGY_SUBJECTS, strategy_tally
 
 log = logging.getLogger("nsr_study.evaluate")
 
@@ -180,6 +181,8 @@ def evaluate_set(backend, grader, model, records, prompts, cfg, n, max_new_token
                          "sampled_tokens": sum(map(len, sampled.response_ids[mine])),
                          "sampled_truncated": int(sum(sampled.truncated[mine])),
                          "sampled_statuses": dict(Counter(sampled_grades.statuses[mine]))})
+        if r["subject"] in STRATEGY_SUBJECTS:  # the positive control's task: which strategy each sample used
+            problems[-1]["strategies"] = strategy_tally(sampled.texts[mine], sampled_grades.scores[mine])
     return distributed.gather(problems)
 
 

@@ -241,3 +241,37 @@ def findings_verdicts(table: pd.DataFrame, confidence: float, stem) -> list[Path
                  f"{table['covers'].iloc[0]}]", fontsize=10)
     fig.tight_layout()
     return _save(fig, stem)
+
+
+STRATEGY_COLORS = {"A": "#9ecae1", "B": "#e6550d", "other": "#d9d9d9"}
+
+
+def strategy_share(table: pd.DataFrame, objectives: list[str], stem) -> list[Path]:
+    """The positive control's mechanism (``nsr_study.aggregate.strategy_table``): per test set
+    (rows) and model (columns), the share of samples using each strategy, stacked, for the base
+    model and each objective (mean over seeds; the rare strategy B's bar carries ± 1 sd over
+    seeds when there are several)."""
+    models, benches = sorted(set(table["model"])), _benchmarks(table)
+    groups = ["base"] + objectives
+    fig, axes = plt.subplots(len(benches), len(models), figsize=(1.1 * len(groups) + 2.5, 3.4 * len(benches)) if
+                             len(models) == 1 else (4.5 * len(models), 3.4 * len(benches)), squeeze=False, sharey=True)
+    for row, bench in zip(axes, benches):
+        for ax, model in zip(row, models):
+            d = table[(table["benchmark"] == bench) & (table["model"] == model)]
+            bottom = np.zeros(len(groups))
+            for strategy, color in STRATEGY_COLORS.items():
+                stats = [_mean_err(d[(d["objective"] == g) & (d["strategy"] == strategy)], "share") for g in groups]
+                means = np.nan_to_num([m for m, _ in stats])
+                errs = [e for _, e in stats] if strategy == "B" and any(e for _, e in stats) else None
+                ax.bar(range(len(groups)), means, 0.7, bottom=bottom, yerr=errs, capsize=3, color=color,
+                       label=f"strategy {strategy}" if strategy != "other" else "neither")
+                bottom += means
+            ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=30, ha="right", fontsize=8)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{model} on {bench}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        row[0].set_ylabel("share of samples")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Which strategy the samples use (B: the rare one, the only one that solves `rare`)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, stem)

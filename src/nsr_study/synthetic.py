@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import random
 
+from nsr_study.answers import last_boxed
+
 SUBJECTS = ("Arithmetic", "Linear Equations")
 LEVELS = (1, 2, 3, 4, 5)
 
@@ -86,3 +88,94 @@ def _draw(count: int, rng: random.Random, cells: list[tuple[str, int]], max_trie
         seen.add(rec["problem"])
         out.append(rec)
     return out
+
+
+# ---------------------------------------------------------------- the positive control's task
+#
+# Sums of 3 to 5 one-digit numbers (level = count - 2), solved by one of two strategies whose
+# worked solution names it first: A, "Left to right:", running sums from the first number,
+# which ignores a "counting the last number twice" clause; B, "Right to left:", running sums
+# from the last number, counted twice when the clause asks. On a plain sum ("A-problem") both
+# are right; on a sum with the clause ("B-only problem", the test set `rare`) only B is. The
+# tiny model's prior (nsr_study.tiny) samples B with a small probability on every problem and
+# RL trains on A-problems only, so an objective that narrows the policy onto its common
+# strategy loses the rare problems, which pass@k at large k measures.
+
+STRATEGY_SUBJECTS = ("Sums", "Sums Counting the Last Twice")  # A-problems, B-only problems
+STRATEGIES = {"A": "Left to right:", "B": "Right to left:"}
+STRATEGY_LEVELS = (1, 2, 3)  # 3, 4, 5 numbers
+CLAUSE = ", counting the last number twice"
+# rule synthetic_data writes data.synthetic.n_rare B-only problems here; the test set `rare` reads it
+RARE_FILE = "results/data/synthetic/rare.jsonl"
+
+
+def strategy_problem(digits: list[int], clause: bool) -> str:
+    """The problem text of a sum of ``digits``, with or without the clause."""
+    return "Add $" + " + ".join(map(str, digits)) + "$" + (CLAUSE if clause else "") + "."
+
+
+def parse_strategy_problem(problem: str) -> tuple[list[int], bool]:
+    """(digits, clause) of a ``strategy_problem`` text; a clear error for any other text."""
+    clause = problem.endswith(CLAUSE + ".")
+    body = problem.removesuffix(CLAUSE + ".") if clause else problem.removesuffix(".")
+    if not (body.startswith("Add $") and body.endswith("$")):
+        raise ValueError(f"not a two-strategy sum (nsr_study.synthetic.strategy_problem): {problem!r}")
+    terms = body[len("Add $"):-1].split(" + ")
+    if not all(t.isdigit() and len(t) == 1 for t in terms):
+        raise ValueError(f"not a sum of one-digit numbers: {problem!r}")
+    return [int(t) for t in terms], clause
+
+
+def strategy_solution(problem: str, strategy: str) -> str:
+    """The worked solution of ``problem`` by ``strategy`` ("A" or "B"): A adds left to right
+    and ignores the clause, B adds right to left from the last number, counted twice when the
+    clause asks (B's answer is always right, A's only without the clause)."""
+    digits, clause = parse_strategy_problem(problem)
+    if strategy == "A":
+        start, rest = digits[0], digits[1:]
+    elif strategy == "B":
+        start, rest = digits[-1], ([digits[-1]] if clause else []) + digits[-2::-1]
+    else:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {strategy!r}")
+    steps, total = running_sums(start, rest)
+    return " ".join([STRATEGIES[strategy]] + steps + [f"The answer is $\\boxed{{{total}}}$."])
+
+
+def strategy_of(response: str) -> str:
+    """The strategy a response used, from the name it opens with: "A", "B", or "other"."""
+    text = response.lstrip()
+    return next((s for s, name in STRATEGIES.items() if text.startswith(name)), "other")
+
+
+def _strategy_record(digits: list[int], clause: bool) -> dict:
+    problem = strategy_problem(digits, clause)
+    solution = strategy_solution(problem, "B" if clause else "A")
+    return {"problem": problem, "solution": solution, "answer": last_boxed(solution),
+            "level": f"Level {len(digits) - 2}", "type": STRATEGY_SUBJECTS[clause]}
+
+
+def generate_strategies(n_train: int, n_test: int, n_rare: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Train and test A-problems and ``n_rare`` B-only problems (the test set `rare`), levels in
+    equal proportions, no sum of digits repeated anywhere (a rare problem is no train problem
+    with the clause added); deterministic for a seed. The clause-free texts with the clause
+    added are the SFT's B-only problems (nsr_study.tiny), so the rare test problems are unseen."""
+    rng, seen, out = random.Random(f"strategies-{seed}"), set(), []
+    for i in range(n_train + n_test + n_rare):
+        count = STRATEGY_LEVELS[i % len(STRATEGY_LEVELS)] + 2
+        # the last number is never 0: counted twice it would change nothing, and A would solve it
+        while (digits := tuple(rng.randint(0, 9) for _ in range(count - 1)) + (rng.randint(1, 9),)) in seen:
+            pass
+        seen.add(digits)
+        out.append(_strategy_record(list(digits), clause=i >= n_train + n_test))
+    return out[:n_train], out[n_train:n_train + n_test], out[n_train + n_test:]
+
+
+def strategy_tally(texts: list[str], scores: list[float]) -> dict[str, dict[str, int]]:
+    """One problem's samples by strategy (``strategy_of``): how many used each, and how many of
+    those were right; the evaluation's per-problem tag for the two-strategy subjects."""
+    used = {s: 0 for s in [*STRATEGIES, "other"]}
+    right = dict(used)
+    for text, score in zip(texts, scores, strict=True):
+        used[strategy_of(text)] += 1
+        right[strategy_of(text)] += int(score)
+    return {"used": used, "correct": right}

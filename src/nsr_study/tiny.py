@@ -28,6 +28,12 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
   with the level, the harder problems carry the wrong habit more often, and at the evaluation's
   temperature and top-p a model then misses the hardest ones in every sample: the base model's
   pass@k at large k stays below 1, so whether training widens or narrows it can be seen.
+- **A two-strategy prior** (the positive control, ``rare_share`` set): on the two-strategy sums
+  of ``nsr_study.synthetic`` the SFT writes each solution by the rare strategy B with
+  probability ``rare_share``, else by the common A, on every train problem and on its twin with
+  the "counting the last number twice" clause (which only B honours), each strategy with its
+  own share of off-by-one answers (``wrong_share``, ``rare_wrong_share``): its reliability.
+  RL then trains on the clause-free problems only, where both strategies are right.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from nsr_study.answers import last_boxed
 from nsr_study.grading import Grader
 from nsr_study.prompts import messages, problem_prompt_ids
 from nsr_study.rollout import HFBackend
+from nsr_study.synthetic import CLAUSE, parse_strategy_problem, strategy_problem, strategy_solution
 
 log = logging.getLogger("nsr_study")
 
@@ -85,6 +92,8 @@ class TinySpec:
     max_new_tokens: int  # for the prior check; the demo's train.max_new_tokens
     t1_samples: int  # samples per validation problem at T=1
     wrong_share: float | list[float]  # share of SFT draws whose final answer follows off_by_one (or one per level)
+    rare_share: float | None  # None: the sums prior; else the two-strategy prior's share of strategy B
+    rare_wrong_share: float | None  # strategy B's off_by_one share (None: wrong_share, as A's)
 
     def wrong_share_of(self, level: str) -> float:
         """The share for a record's level ("Level 3"): the one share, or the level's entry."""
@@ -93,11 +102,11 @@ class TinySpec:
         return float(self.wrong_share[int(level.split()[-1]) - 1])
 
 
-def corpus(records: list[dict], prompt: dict) -> list[str]:
+def corpus(records: list[dict], prompt: dict, spec: TinySpec) -> list[str]:
     """The texts the tokenizer sees: the prompt's turns as the chat template renders them
-    (role, newline, content), and the solutions."""
+    (role, newline, content), and the right solutions of each strategy (``solutions``)."""
     turns = {f"{m['role']}\n{m['content']}" for r in records for m in messages(r["problem"], prompt)}
-    return sorted(turns) + [f"assistant\n{r['solution']}" for r in records]
+    return sorted(turns) + [f"assistant\n{t}" for r in records for _, _, t in solutions(r, spec)]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -143,14 +152,59 @@ def off_by_one(solution: str) -> str:
     return f"{head}\\boxed{{{int(answer) + 1}}}{tail}"
 
 
-def sft_examples(tokenizer, records: list[dict], prompt: dict) -> list[tuple[list[int], list[int], list[int]]]:
-    """(prompt ids, right target, wrong target) per record: the chat prompt, then the solution
-    (or its ``off_by_one`` version) and EOS."""
+def sft_records(records: list[dict], spec: TinySpec) -> list[dict]:
+    """The SFT's problems: the train records, and with the two-strategy prior each one's twin
+    with the clause too (the B-only problems, which RL never sees)."""
+    if spec.rare_share is None:
+        return records
+    twins = []
+    for r in records:
+        digits, clause = parse_strategy_problem(r["problem"])
+        if clause:
+            raise ValueError(f"train problem {r['problem']!r} has the clause{CLAUSE!r}: the two-strategy "
+                             "prior's train problems are the clause-free ones (nsr_study.synthetic.generate_strategies)")
+        twins.append(r | {"problem": strategy_problem(digits, clause=True)})
+    return records + twins
+
+
+def solutions(record: dict, spec: TinySpec) -> list[tuple[float, float, str]]:
+    """(probability, off-by-one share, right solution) of each strategy the SFT may write for
+    ``record``: the record's own solution with the sums prior; A and B with the two-strategy one."""
+    share = spec.wrong_share_of(record["level"])
+    if spec.rare_share is None:
+        return [(1.0, share, record["solution"])]
+    rare_wrong = share if spec.rare_wrong_share is None else spec.rare_wrong_share
+    return [(1 - spec.rare_share, share, strategy_solution(record["problem"], "A")),
+            (spec.rare_share, rare_wrong, strategy_solution(record["problem"], "B"))]
+
+
+def sft_targets(record: dict, spec: TinySpec) -> list[tuple[float, str]]:
+    """The solutions the SFT may write for ``record`` with their probabilities (summing to 1):
+    each strategy's ``off_by_one`` version, then its right one (so the sums prior draws as it
+    always did)."""
+    return [t for p, wrong, text in solutions(record, spec) for t in ((p * wrong, off_by_one(text)), (p * (1 - wrong), text))]
+
+
+def sft_examples(tokenizer, records: list[dict], prompt: dict, spec: TinySpec
+                 ) -> list[tuple[list[int], list[tuple[float, list[int]]]]]:
+    """(prompt ids, [(probability, target ids)]) per SFT problem (``sft_records``): the chat
+    prompt, and each of its ``sft_targets`` followed by EOS."""
+    records = sft_records(records, spec)
     prompts = problem_prompt_ids(tokenizer, records, prompt)
     eos = [tokenizer.eos_token_id]
-    right = tokenizer([r["solution"] for r in records], add_special_tokens=False)["input_ids"]
-    wrong = tokenizer([off_by_one(r["solution"]) for r in records], add_special_tokens=False)["input_ids"]
-    return [(p, r + eos, w + eos) for p, r, w in zip(prompts, right, wrong)]
+    targets = [sft_targets(r, spec) for r in records]
+    ids = iter(tokenizer([t for ts in targets for _, t in ts], add_special_tokens=False)["input_ids"])
+    return [(p, [(prob, next(ids) + eos) for prob, _ in ts]) for p, ts in zip(prompts, targets)]
+
+
+def draw(targets: list[tuple[float, list[int]]], u: float) -> list[int]:
+    """The target whose cumulative probability first exceeds ``u`` (uniform in [0, 1))."""
+    total = 0.0
+    for prob, ids in targets:
+        total += prob
+        if u < total:
+            return ids
+    return targets[-1][1]  # u within rounding of 1
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -184,21 +238,22 @@ def batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int =
             yield from rng.sample(cut, len(cut))
 
 
-def sft(model, examples, shares: list[float], pad_id: int, spec: TinySpec, seed: int) -> list[float]:
+def sft(model, examples, pad_id: int, spec: TinySpec, seed: int) -> list[float]:
     """AdamW on the token-mean loss of target tokens, linear warm-up then cosine decay; each
-    drawn example takes its wrong target with its probability in ``shares`` (one per example).
+    drawn example takes one of its targets with its probability (``sft_examples``, ``draw``).
     Deterministic for a seed. Returns the loss of every step."""
     torch.manual_seed(seed)
     coin = random.Random(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     warmup = max(1, int(spec.warmup_frac * spec.sft_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.sft_steps, warmup))
-    draw = batches([len(p) + len(w) for p, _, w in examples], spec.batch_size, random.Random(seed))
+    lengths = [len(p) + max(len(t) for _, t in ts) for p, ts in examples]
+    draws = batches(lengths, spec.batch_size, random.Random(seed))
     losses = []
     model.train()
     bar = tqdm(range(spec.sft_steps), desc="sft", unit="step", mininterval=1.0)
     for step in bar:
-        pairs = [(examples[i][0], examples[i][2] if coin.random() < shares[i] else examples[i][1]) for i in next(draw)]
+        pairs = [(examples[i][0], draw(examples[i][1], coin.random())) for i in next(draws)]
         loss = model(**collate(pairs, pad_id)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,17 +302,16 @@ def build(spec: dict | TinySpec, train_records: list[dict], val_records: list[di
     outdir = Path(outdir)
     start = time.perf_counter()
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(corpus(train_records, prompt), spec.vocab_size)
+    tokenizer = build_tokenizer(corpus(sft_records(train_records, spec), prompt, spec), spec.vocab_size)
     tokenizer.save_pretrained(outdir)
     model = build_model(spec, tokenizer)
     model.config.save_pretrained(outdir)  # so AutoTokenizer sees the Qwen2 config, as consumers will
     tokenizer = AutoTokenizer.from_pretrained(outdir)
-    examples = sft_examples(tokenizer, train_records, prompt)
+    examples = sft_examples(tokenizer, train_records, prompt, spec)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny model %s: %d parameters, vocab %d, %d SFT examples (longest %d tokens)", asdict(spec),
-             n_params, len(tokenizer), len(examples), max(len(p) + len(w) for p, _, w in examples))
-    shares = [spec.wrong_share_of(r["level"]) for r in train_records]
-    losses = sft(model, examples, shares, tokenizer.pad_token_id, spec, seed)
+             n_params, len(tokenizer), len(examples), max(len(p) + len(t) for p, ts in examples for _, t in ts))
+    losses = sft(model, examples, tokenizer.pad_token_id, spec, seed)
     model.save_pretrained(outdir)
     sft_s = time.perf_counter() - start
     with Grader(workers=grader_workers) as grader:

@@ -13,7 +13,7 @@ from nsr_study.paper import load_reference
 from nsr_study.cost import eval_shards, rule_minutes
 from nsr_study.devices import gpu_shortfall, pool
 from nsr_study.host_memory import rule_mem_mb
-from nsr_study.synthetic import LONGER_FILE
+from nsr_study.synthetic import LONGER_FILE, RARE_FILE
 from nsr_study.sources import source_hash
 
 MODELS = {m["name"]: m for m in config["models"]}
@@ -240,10 +240,21 @@ def paper_targets():
     ]
 
 
+# The positive control's task (config/control.yaml) tags every sample with its strategy.
+STRATEGY_TASK = DATA["source"] == "synthetic" and DATA["synthetic"]["task"] == "strategies"
+
+
+def strategy_targets():
+    if not STRATEGY_TASK:
+        return []
+    return ["results/tables/strategy_share.csv"] + expand("results/figures/strategy_share.{ext}", ext=["png", "svg"])
+
+
 def report_targets():
     return (
         expand("results/tables/{table}.csv", table=TABLES + ["findings", "findings_trend"])
         + expand("results/figures/{figure}.{ext}", figure=FIGURES + ["findings_verdicts"], ext=["png", "svg"])
         + paper_targets()
         + [FRONT_PAGE]
+        + strategy_targets()
     )

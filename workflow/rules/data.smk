@@ -6,6 +6,7 @@ rule synthetic_data:
         train="results/data/synthetic/train.jsonl",
         test="results/data/synthetic/test.jsonl",
         longer=LONGER_FILE,
+        rare=RARE_FILE,
     log:
         "logs/data/synthetic_data.log",
     conda:

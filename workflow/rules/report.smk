@@ -121,3 +121,35 @@ rule paper_comparison:
         code=code("nsr_study.paper", "nsr_study.logs", script="paper_comparison.py"),
     script:
         "../scripts/paper_comparison.py"
+
+
+# The positive control's mechanism (data.synthetic.task strategies): which strategy the samples
+# of every evaluation use, per test set (nsr_study.aggregate.strategy_table, figures.strategy_share).
+rule strategy_share:
+    input:
+        problems=eval_problems(),
+    output:
+        **{
+            f"figure_{ext}": report(
+                f"results/figures/strategy_share.{ext}",
+                caption="../report/strategy_share.rst",
+                category="Positive control",
+                labels={"control": "strategy share figure", "format": ext},
+            )
+            for ext in ("png", "svg")
+        },
+        table=report(
+            "results/tables/strategy_share.csv",
+            caption="../report/strategy_share.rst",
+            category="Positive control",
+            labels={"control": "strategy share table"},
+        ),
+    log:
+        "logs/report/strategy_share.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        labels=eval_labels(),
+        objectives=OBJECTIVES,
+    script:
+        "../scripts/strategy_share.py"
