@@ -23,7 +23,7 @@ def _local_benchmarks(config: dict) -> tuple[dict, list[str]]:
         if "local" in b:
             path = (REPO / b["local"]).resolve()
             if not path.is_file():
-                missing.append(f"test set {b['name']} not found at {path} (../shared/data, BENCHMARKS.md)")
+                missing.append(f"test set {b['name']} not found at {path} (docs/data.md, test sets)")
                 continue
             b = b | {"local": str(path)}
         kept.append(b)
