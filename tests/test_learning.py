@@ -11,9 +11,11 @@ The bar is set against sampling noise, not against one machine's result: another
 kernels round differently, sample other tokens and give another draw (the former 6-step,
 8-sample design measured 2.8-4.3 SE on an Intel AVX-512 CPU against its 3-SE bar). The design
 aims at twice the bar: 8 steps and 32 samples per problem over 64 problems. Measured on an
-AMD EPYC, native AVX-512 kernels, 2 threads, sampling seed 0 (prior step-0 pass rate 0.404):
-GRPO +0.176 (paired SE 0.026, 6.8 SE). The other objectives and the other seeds and kernel
-paths are not yet measured at this design (docs/development.md says what was).
+AMD EPYC, native AVX-512 kernels, 2 threads, sampling seed 0 (prior step-0 pass rate 0.404),
+gain over the control (paired SE, in SE): GRPO +0.176 (0.026, 6.8), PSR +0.135 (0.026, 5.1),
+NSR +0.152 (0.021, 7.4), W-REINFORCE +0.183 (0.026, 7.0), flipped W-REINFORCE -0.310 (0.021,
+14.7). Only this one seed and path could be measured yet (a loaded 2-core machine); PSR is
+short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041).
 With every objective's advantages negated (``python bench/learning_margins.py --negate``) all
 four objective tests fail. bench/learning_margins.py measures these margins for other seeds
 and kernel paths (``ATEN_CPU_CAPABILITY``); .ci/run runs this module on two paths."""
