@@ -15,7 +15,8 @@ AMD EPYC, native AVX-512 kernels, 2 threads, sampling seed 0 (prior step-0 pass 
 gain over the control (paired SE, in SE): GRPO +0.176 (0.026, 6.8), PSR +0.135 (0.026, 5.1),
 NSR +0.152 (0.021, 7.4), W-REINFORCE +0.183 (0.026, 7.0), flipped W-REINFORCE -0.310 (0.021,
 14.7). Only this one seed and path could be measured yet (a loaded 2-core machine); PSR is
-short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041).
+short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041) and 10 steps no
+more than 8 (4.6-6.8 SE); more held-out problems (level 2) is the lever left.
 With every objective's advantages negated (``python bench/learning_margins.py --negate``) all
 four objective tests fail. bench/learning_margins.py measures these margins for other seeds
 and kernel paths (``ATEN_CPU_CAPABILITY``); .ci/run runs this module on two paths."""
