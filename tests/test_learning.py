@@ -14,8 +14,10 @@ aims at twice the bar: 8 steps and 32 samples per problem over 64 problems. Meas
 AMD EPYC, native AVX-512 kernels, 2 threads, sampling seed 0 (prior step-0 pass rate 0.404),
 gain over the control (paired SE, in SE): GRPO +0.176 (0.026, 6.8), PSR +0.135 (0.026, 5.1),
 NSR +0.152 (0.021, 7.4), W-REINFORCE +0.183 (0.026, 7.0), flipped W-REINFORCE -0.310 (0.021,
-14.7). Only this one seed and path could be measured yet (a loaded 2-core machine); PSR is
-short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041) and 10 steps no
+14.7); seed 1 (control 0.409): GRPO 6.6, PSR 7.8, NSR 8.5, W-REINFORCE 8.1, flipped 14.3 SE.
+Smallest over these two seeds: GRPO 6.6, PSR 5.1, NSR 7.4, W-REINFORCE 7.0, flipped 14.3 SE.
+Only these two seeds on one path could be measured yet (a loaded 2-core machine); PSR's seed 0
+is short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041) and 10 steps no
 more than 8 (4.6-6.8 SE); more held-out problems (level 2) is the lever left.
 With every objective's advantages negated (``python bench/learning_margins.py --negate``) all
 four objective tests fail. bench/learning_margins.py measures these margins for other seeds
