@@ -29,7 +29,7 @@ def test_every_stratum_within_one_of_its_share(prepared):
 
 def test_empty_golds_dropped_and_counted(prepared):
     rows, _, (splits, table, dropped) = prepared
-    # rows 5341 and 5343 literally end in \boxed{} (SOURCE.md); nothing else lacks a gold
+    # rows 5341 and 5343 literally end in \boxed{} (an empty gold in the source); nothing else lacks a gold
     assert table.loc[table["split"] == "train", "dropped_no_gold"].sum() == 2
     assert [i for i, r in enumerate(rows) if not last_boxed(r["solution"])] == [5341, 5343]
     assert [(r["row"], r["id"], r["reason"]) for r in dropped["train"]] == [
@@ -196,6 +196,6 @@ def test_a_solution_set_takes_the_last_box_and_the_shared_competition_sets_parse
     for name, rows in (("aime2025", 30), ("amc23", 40)):
         path = REPO.parent / "shared" / "data" / name / "test.jsonl"
         if not path.is_file():
-            pytest.skip(f"{path} not found (../shared/data/BENCHMARKS.md)")
+            pytest.skip(f"{path} not found (docs/data.md, test sets)")
         kept, dropped = data.benchmark_records(name, str(path), data.read_rows({"path": path}), "answer", 5)
         assert (len(kept), len(dropped)) == (rows, 0)

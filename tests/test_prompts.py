@@ -1,4 +1,4 @@
-"""The paper's prompt (GUIDE §3) as the config's default, with an explicit system message."""
+"""The paper's prompt (docs/training.md) as the config's default, with an explicit system message."""
 
 from conftest import study_config
 import pytest

@@ -1,5 +1,6 @@
 """SLURM: how the profiles are read (always), and the micro demo on a real single-node
-cluster started by ops/slurm-local/up.sh (opt-in: NSR_TEST_SLURM=1, root, ~10 min on 2 cores).
+cluster started by ops/slurm-local/up.sh (NSR_TEST_SLURM=1, root, ~10 min on 2 cores; .ci/run
+sets it when it runs as root).
 
 Profile facts are checked through Snakemake's own command-line parser, so a Snakemake that
 reads profiles differently fails here rather than on a user's cluster."""
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import MICRO, REPO
+from conftest import MICRO, REPO, snakemake
 
 pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
 from snakemake.cli import parse_args  # noqa: E402  (after the skip: parsing `executor: slurm` needs the plugin)
@@ -123,6 +124,18 @@ def slurm_jobs(log_text: str) -> dict[str, list[int]]:
     return jobs
 
 
+def planned_jobs(workdir: Path, configs=("micro.yaml",)) -> dict[str, int]:
+    """{rule: jobs} that a run in the fresh ``workdir`` will make, from Snakemake's own dry run
+    (the evaluation shards depend on which test sets are present), less the target rule
+    ``all``, which runs nothing and is never submitted."""
+    res = snakemake("-n", "-d", workdir, "--configfile", *(workdir / c for c in configs), cwd=workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = res.stdout.split("Job stats:")[-1].split("Reasons:")[0]
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+    assert counts.pop("total") == sum(counts.values()), table
+    return {rule: n for rule, n in counts.items() if rule != "all"}
+
+
 def sacct(jobids) -> pd.DataFrame:
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State,Start,End,AllocTRES",
                           "-j", ",".join(map(str, jobids))], capture_output=True, text=True, check=True).stdout
@@ -145,6 +158,7 @@ def most_at_once(intervals: pd.DataFrame) -> int:
 def slurm_demo(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm")
     (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
+    planned = planned_jobs(root)
     start = time.monotonic()
     rc = run_on_slurm(root, log=root / "snakemake.log")
     wall = time.monotonic() - start
@@ -154,17 +168,13 @@ def slurm_demo(cluster, tmp_path_factory):
     record = {"wall_s": round(wall), "slurm_jobs": jobs}
     (root / "slurm_run.json").write_text(json.dumps(record, indent=1))
     print(f"SLURM micro demo in {root}: {record}")
-    return root, jobs
+    return root, jobs, planned
 
 
 @on_cluster
 def test_every_job_goes_through_sbatch_with_its_resources(slurm_demo):
-    root, jobs = slurm_demo
-    n_models, n_cells = 2, 2 * 4
-    assert {r: len(ids) for r, ids in jobs.items()} == {
-        "synthetic_data": 1, "prepare_data": 1, "prepare_test": 1, "build_tiny_model": n_models, "train": n_cells,
-        "evaluate_base": n_models * 2, "evaluate_cell": n_cells * 2, "merge_evaluation": n_models + n_cells,
-        "aggregate": 1, "figures": 1}  # evaluations in 2 shards (micro.yaml's evaluate.shard_size)
+    root, jobs, planned = slurm_demo
+    assert {r: len(ids) for r, ids in jobs.items()} == planned
     acct = sacct([i for ids in jobs.values() for i in ids]).set_index("jobid")
     assert (acct["state"] == "COMPLETED").all(), acct
     for rule in GPU_RULES:
@@ -174,7 +184,7 @@ def test_every_job_goes_through_sbatch_with_its_resources(slurm_demo):
 
 @on_cluster
 def test_training_jobs_run_side_by_side(slurm_demo):
-    root, jobs = slurm_demo
+    root, jobs, _ = slurm_demo
     train = sacct(jobs["train"])
     print(train.to_string())
     assert most_at_once(train) >= 2, train
@@ -182,7 +192,7 @@ def test_training_jobs_run_side_by_side(slurm_demo):
 
 @on_cluster
 def test_slurm_tables_equal_the_local_run(slurm_demo, micro):
-    root, _ = slurm_demo
+    root, _, _ = slurm_demo
     timing = re.compile(r"time|per_s|^gpus$")  # wall-clock measurements and a job's GPU ids differ between runs
     for table in ("train_metrics", "final_metrics", "passk", "breakdown"):
         slurm, local = (pd.read_csv(d / f"results/tables/{table}.csv") for d in (root, micro))
@@ -196,12 +206,18 @@ def test_cancelled_training_job_resumes_from_its_checkpoint_on_rerun(slurm_demo)
     """scancel a training job after its second checkpoint; the run fails (no retries), or is
     stopped with Ctrl-C if it goes on waiting for the job (executor plugin 2.8.0 does not
     recognise sacct's "CANCELLED by <uid>" as a failure); the rerun resubmits that job alone
-    and it continues from the checkpoint."""
-    root, _ = slurm_demo
+    and it continues from the checkpoint. The cancelled run is set to 1,000 steps, so its job
+    cannot finish before the cancel however slowly the watcher polls; the rerun asks for 4
+    steps past the checkpoint it was cancelled at (a checkpoint is resumed whatever
+    ``train.steps``, up to it)."""
+    root, _, _ = slurm_demo
     cfg = yaml.safe_load((root / "micro.yaml").read_text())
-    cfg["train"]["steps"] = 12
-    # key order kept: Snakemake compares params by their repr, so reordered keys would rerun the data stage
-    (root / "long.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def with_steps(name: str, steps: int) -> str:
+        # key order kept: Snakemake compares params by their repr, so reordered keys would rerun the data stage
+        (root / name).write_text(yaml.safe_dump(cfg | {"train": cfg["train"] | {"steps": steps}}, sort_keys=False))
+        return name
+
     cell = "tiny-b/NSR/seed0"
     work, target = root / "work" / cell, f"results/train/{cell}/metrics.jsonl"
     shutil.rmtree(work, ignore_errors=True)  # the demo's finished checkpoint would end the longer run at once
@@ -217,25 +233,26 @@ def test_cancelled_training_job_resumes_from_its_checkpoint_on_rerun(slurm_demo)
             proc.send_signal(signal.SIGINT)  # what a user does when the run keeps waiting
             interrupted.append(True)
 
-    first = run_on_slurm(root, target, configs=["micro.yaml", "long.yaml"], extra=["--retries", "0"],
+    first = run_on_slurm(root, target, configs=["micro.yaml", with_steps("endless.yaml", 1000)], extra=["--retries", "0"],
                          log=root / "cancel.log", watch=cancel_after_second_checkpoint)
     assert cancelled and first != 0, (root / "cancel.log").read_text()[-3000:]
     cancelled = [jobid for jobid, _ in cancelled]
     assert sacct(cancelled)["state"].str.startswith("CANCELLED").all()
     resumed_from = int((work / "latest").read_text().split("-")[1])
+    steps = resumed_from + 4
 
-    second = run_on_slurm(root, target, configs=["micro.yaml", "long.yaml"], log=root / "rerun.log")
+    second = run_on_slurm(root, target, configs=["micro.yaml", with_steps("long.yaml", steps)], log=root / "rerun.log")
     text = (root / "rerun.log").read_text()
     assert second == 0, text[-3000:]
     rerun_ids = slurm_jobs(text)
     assert list(rerun_ids) == ["train"] and rerun_ids["train"][0] != cancelled[0]
     log = (root / "logs/train" / f"{cell}.log").read_text()
     assert f"resuming from checkpoint-{resumed_from}" in log, log[-2000:]
-    steps = [json.loads(ln)["step"] for ln in (root / target).read_text().splitlines()]
-    assert steps == list(range(13)), steps
+    logged = [json.loads(ln)["step"] for ln in (root / target).read_text().splitlines()]
+    assert logged == list(range(steps + 1)), logged
     print(f"cancelled SLURM job {cancelled[0]} at checkpoint-{resumed_from}"
           f"{' (run stopped with Ctrl-C)' if interrupted else ''}; rerun job {rerun_ids['train'][0]} resumed"
-          " and finished 12 steps")
+          f" and finished {steps} steps")
 
 
 def test_gpu_jobs_ask_slurm_for_their_host_memory():

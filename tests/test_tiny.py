@@ -1,4 +1,4 @@
-"""Tiny demo models: the tokenizer survives AutoTokenizer (GUIDE §7), the Auto classes load
+"""Tiny demo models: the tokenizer survives AutoTokenizer, the Auto classes load
 what was saved, SFT learns, and build() writes a loadable model with its prior."""
 
 import json

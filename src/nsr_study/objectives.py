@@ -1,6 +1,6 @@
 """The four objectives of Zhu et al. 2025 and the PPO-clip loss, as pure tensor functions.
 
-Definitions follow the paper's own code (RLVR-Decomposed on verl, GUIDE §3). Rewards are 0/1.
+Definitions follow the paper's own code (RLVR-Decomposed on verl; docs/training.md, "The objectives"). Rewards are 0/1.
 
 | objective   | A(r=1)                      | A(r=0) |
 |-------------|-----------------------------|--------|

@@ -1,5 +1,5 @@
 """The one prompt format: the configured system message and user turn (``prompt`` in the
-config; default = the paper's released code, GUIDE §3), rendered through the model's own chat
+config; default = the paper's released code, docs/training.md), rendered through the model's own chat
 template at train/eval time, never baked into the data.
 
 The system message is always passed explicitly: Qwen2.5's chat template injects its own default

@@ -239,7 +239,7 @@ class HFBackend:
 
 
 class VLLMBackend:
-    """In-process vLLM engine colocated with the trainer (GUIDE §4).
+    """In-process vLLM engine colocated with the trainer (docs/training.md, rollout backends).
 
     ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps the engine in this process, so the weight sync
     hands it the policy's tensors directly. ``sync`` uses the workers' in-place

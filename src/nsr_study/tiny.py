@@ -7,7 +7,7 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
 - **Tokenizer**: byte-level BPE trained with ``tokenizers`` on the synthetic texts, with the
   very normalizer, pre-tokenizer and decoder that ``Qwen2Tokenizer`` installs. ``AutoTokenizer``
   loads a tokenizer saved beside a Qwen2 config *as* ``Qwen2Tokenizer``, which rebuilds that
-  pipeline from the vocab and merges (GUIDE §7); built any other way, the ids would change on
+  pipeline from the vocab and merges (tests/test_tiny.py checks it); built any other way, the ids would change on
   load. Special tokens and ChatML template as in Qwen2.5-Instruct: ``<|endoftext|>`` pads,
   ``<|im_end|>`` ends a turn (EOS). The natural vocabulary is small (~400: digits are split
   one per token, as in Qwen), so sequences stay short.
