@@ -296,14 +296,14 @@ def join_one_rank_group(study: Study) -> None:
         port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
                       LOCAL_WORLD_SIZE="1")
-    distributed.init("cuda" if study.gpu else "cpu")
+    distributed.init("cuda" if study.gpu else "cpu", study.cfg["collective_timeout_min"])
 
 
 def sharded(study: Study, model):
     """``model`` as the trainer prepares it on several ranks: checkpointing, then FSDP2."""
     if study.cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return distributed.shard(model, study.dtype, study.device)
+    return distributed.shard(model, study.device)
 
 
 def full(t: torch.Tensor) -> torch.Tensor:

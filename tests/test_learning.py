@@ -44,7 +44,7 @@ VAL_SAMPLES = 32  # per held-out problem: the paired SE falls as 1/sqrt(samples)
 BAR = 3  # paired standard errors: a gain expected at >= 6 SE passes with probability > 0.998
 SPEC = dict(hidden_size=64, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=512,
             sft_steps=800, batch_size=32, lr=5e-3, warmup_frac=0.1, weight_decay=0.01, max_new_tokens=24,
-            t1_samples=4, wrong_share=0.5)
+            t1_samples=4, wrong_share=0.5, rare_share=None, rare_wrong_share=None)
 
 
 @pytest.fixture(scope="module")

@@ -238,7 +238,7 @@ def pilot_contrasts(config: dict) -> list[tuple[dict, np.ndarray]]:
         table, _, _ = findings(models, report["confidence"], report["noninferiority_margin"])
         for row in table.to_dict("records"):
             out.append((row | {"benchmark": bench},
-                        contrast_values(CLAIMS[row["claim"]], models[row["model"]]["values"])))
+                        contrast_values(CLAIMS[row["claim"]], models[row["model"]]["values"])[0]))
     return out
 
 
