@@ -1,10 +1,12 @@
 """Shared paths and helpers. Real MATH data is read from ../shared/data/math (never copied
 into the project); tests that need it skip with the reason when it is absent."""
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MATH = Path(os.environ.get("NSR_SHARED_MATH", REPO.parent / "shared" / "data" / "math"))
 MICRO_CONFIG = REPO / ".test" / "config" / "micro.yaml"
+
+# torch.compile's kernel cache (default /tmp/torchinductor_<user>, shared by every run on the
+# machine) is keyed without ATEN_CPU_CAPABILITY: with torch 2.13 a graph cached under the native
+# AVX-512 path and loaded under avx2 decodes garbage, and the reverse aborts the process. The
+# suite compiles into a folder of its own (subprocesses inherit it), so neither .ci/run's second
+# kernel path nor an earlier run on the machine hands it kernels built for another path.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="nsr-tests-inductor-")
+atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 # The modules whose assertions hold a float result or a sampled draw against a bar, so a CPU
 # with other kernels (another instruction set: other rounding, other sampled tokens) could

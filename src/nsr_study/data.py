@@ -296,6 +296,26 @@ def prepare_split(split: str, rows: list[dict], fraction: float, seed: int, val_
     return {split: sampled}, strata_table(split, records, dropped, sampled, fraction), dropped
 
 
+def sample_math(hub: dict | None, files, split: str, fraction: float, seed: int, val_size: int | None = None,
+                log=None) -> tuple[dict[str, list[dict]], pd.DataFrame, list[dict], str]:
+    """MATH's ``split`` read from ``math_source`` and sampled by ``prepare_split``: the first step
+    of both rules prepare_data and prepare_test. Unrated and dropped rows are warnings on
+    ``log`` (None: silent, for a split drawn again only for its strata table). Returns
+    (splits, strata table, dropped rows, where the rows came from)."""
+    source = math_source(hub, files, split)
+    rows, where = load_rows(source, split), describe(source)
+    unrated = [i for i, r in enumerate(rows, 1) if r["level"] == UNRATED_LEVEL]
+    if log and unrated:
+        log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where, unrated,
+                    UNRATED_LEVEL)
+    splits, table, dropped = prepare_split(split, rows, fraction, seed, val_size, where)
+    if log:
+        for rec in dropped:
+            log.warning("%s: row %d (%s) dropped: %s", where, rec["row"], rec["id"], rec["reason"])
+        log.info(sampling_summary(split, table))
+    return splits, table, dropped, where
+
+
 def prepare(train_rows: list[dict], test_rows: list[dict], train_fraction: float, test_fraction: float,
             val_size: int, seed: int, where: dict[str, str] | None = None
             ) -> tuple[dict[str, list[dict]], pd.DataFrame, dict[str, list[dict]]]:

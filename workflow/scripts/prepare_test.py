@@ -11,17 +11,10 @@ from nsr_study.logs import setup_logging
 def main(smk):
     log = setup_logging(smk.log[0])
     p = smk.params
-    source = data.math_source(p.hub, smk.input, "test")
-    rows, where = data.load_rows(source, "test"), data.describe(source)
-    unrated = [i for i, r in enumerate(rows, 1) if r["level"] == data.UNRATED_LEVEL]
-    if unrated:
-        log.warning("%s: rows %s are %r (unrated in MATH): kept as a stratum of their own", where, unrated,
-                    data.UNRATED_LEVEL)
-    splits, table, dropped = data.prepare_split("test", rows, p.test_fraction, p.seed, where=where)
-    for rec in dropped:
-        log.warning("%s: row %d (%s) dropped: %s", where, rec["row"], rec["id"], rec["reason"])
+    splits, table, dropped, where = data.sample_math(p.hub, smk.input, "test", p.test_fraction, p.seed, log=log)
     counts = [{"benchmark": data.MATH, "source": f"{where} (stratified sample of data)", "gold": "solution",
-               "source_rows": len(rows), "dropped": len(dropped), "problems": len(splits["test"])}]
+               "source_rows": int(table["source_rows"].sum()) + len(dropped), "dropped": len(dropped),
+               "problems": len(splits["test"])}]
     for entry in p.benchmarks:
         source = data.benchmark_source(entry)
         kept, lost = data.benchmark_records(entry["name"], data.describe(source), data.read_rows(source),
@@ -35,10 +28,8 @@ def main(smk):
     counts = pd.DataFrame(counts)
     counts.to_csv(smk.output.benchmarks, index=False)
     log.info("test sets:\n%s", counts.to_string(index=False))
-    log.info(data.sampling_summary("test", table))
-    train = data.math_source(p.hub, smk.input, "train")  # prepare_data's draw again, for its strata
-    train_table = data.prepare_split("train", data.load_rows(train, "train"), p.train_fraction, p.seed,
-                                     p.val_size, data.describe(train))[1]
+    # prepare_data's draw again, for its strata
+    train_table = data.sample_math(p.hub, smk.input, "train", p.train_fraction, p.seed, p.val_size)[1]
     table = pd.concat([train_table, table], ignore_index=True)
     table.to_csv(smk.output.strata, index=False)
     data.plot_strata(table, smk.output.figure)
