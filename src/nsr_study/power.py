@@ -44,6 +44,13 @@ for more seeds) unless another run gives it. A planned design of one seed gets t
 one-seed interval as ``intervals.half_width`` computes it (test problems only). Sampling noise of
 the trained cells is part of the residual: the number of samples per problem is not projected.
 
+A bounded contrast (a difference of pass rates: every claim but entropy's) gets the findings'
+floor in the projection too: its problem part is ((P' − 1) M' + f) / P'², f the floor of half a
+problem at each bound around the pilot's estimate (``intervals.two_level``), the χ² law applied
+to the M' part only. So a projection to tens of problems is as wide as the interval the findings
+will compute, and a contrast equal on every pilot problem does not project to width 0. The
+floor widens the interval, not the estimate's spread: power uses the standard error without it.
+
 The command, run in a finished run's directory (the pilot):
 
     python -m nsr_study power --configfile config/config.yaml [--configfile overlay.yaml …]
@@ -90,6 +97,7 @@ class Pilot:
     problem_means: float | np.ndarray  # M: variance of the problem means
     residual: float | np.ndarray  # R: residual mean square
     seed_df: int | None
+    floor: float | np.ndarray | None = None  # bounded contrasts: the findings' half problem at each bound
 
     def components(self) -> dict[str, float | np.ndarray]:
         """The crossed model's ANOVA components σ²_a, σ²_b, σ²_e (negative where a component is
@@ -98,19 +106,24 @@ class Pilot:
                 "problem": self.problem_means - self.residual / self.seeds, "residual": self.residual}
 
 
-def pilot(y: np.ndarray, seed_sd: float | None = None, other: dict | None = None) -> Pilot:
+def pilot(y: np.ndarray, seed_sd: float | None = None, other: dict | None = None,
+          bounds: tuple[float, float] | None = None) -> Pilot:
     """A pilot from one contrast's values ``y`` (..., seeds, problems). A one-seed pilot needs
     ``seed_sd`` (assumed standard deviation of a claim's estimate between seeds) or ``other``
-    (another run's ``Pilot.components()``: its seed component and residual); else OneSeedPilot."""
+    (another run's ``Pilot.components()``: its seed component and residual); else OneSeedPilot.
+    ``bounds``: the range of one contrast value, as the findings take it (``intervals.two_level``):
+    the planned interval then carries the same floor, half a problem at each bound around the
+    pilot's estimate."""
     y = np.asarray(y, float)
     if y.ndim < 2 or y.shape[-1] < 2:
         raise ValueError(f"y must be (..., seeds, problems) with at least 2 problems, got shape {y.shape}")
     seeds, problems = y.shape[-2:]
     m = y.mean(-2).var(-1, ddof=1)
+    floor = None if bounds is None else ((bounds[0] - y.mean((-2, -1))) ** 2 + (bounds[1] - y.mean((-2, -1))) ** 2) / 2
     if seeds > 1:
         resid = y - y.mean(-1, keepdims=True) - y.mean(-2, keepdims=True) + y.mean((-2, -1), keepdims=True)
         e = (resid**2).sum((-2, -1)) / ((seeds - 1) * (problems - 1))
-        return Pilot(seeds, problems, y.mean(-1).var(-1, ddof=1), m, e, seeds - 1)
+        return Pilot(seeds, problems, y.mean(-1).var(-1, ddof=1), m, e, seeds - 1, floor)
     if seed_sd is None and other is None:
         raise OneSeedPilot("a one-seed pilot cannot estimate the seed component (no rerun of training to compare): "
                            "give an assumed seed standard deviation (--seed-sd) or another run's components")
@@ -119,9 +132,9 @@ def pilot(y: np.ndarray, seed_sd: float | None = None, other: dict | None = None
     if seed_sd is not None:
         if seed_sd < 0:
             raise ValueError(f"seed standard deviation must be ≥ 0, got {seed_sd}")
-        return Pilot(1, problems, np.full_like(m, seed_sd**2), m, np.zeros_like(m), None)
+        return Pilot(1, problems, np.full_like(m, seed_sd**2), m, np.zeros_like(m), None, floor)
     e = np.full_like(m, max(0.0, float(other["residual"])))
-    return Pilot(1, problems, max(0.0, float(other["seed"])) + e / problems, m, e, None)
+    return Pilot(1, problems, max(0.0, float(other["seed"])) + e / problems, m, e, None, floor)
 
 
 def _chi2_grid(df: int, n: int) -> np.ndarray:
@@ -151,16 +164,23 @@ def _planned(p: Pilot, seed_means, seeds: int, problems: int) -> tuple[np.ndarra
     return np.asarray(vs, float), np.asarray(vp, float)
 
 
-def _half_widths(vs: np.ndarray, vp: np.ndarray, seeds: int, problems: int, confidence: float) -> np.ndarray:
-    """The half-width (..., grid points) over the laws of the two variance estimates with expectations vs, vp."""
+def _half_widths(p: Pilot, vs: np.ndarray, vp: np.ndarray, seeds: int, problems: int, confidence: float
+                 ) -> np.ndarray:
+    """The half-width (..., grid points) over the laws of the two variance estimates with
+    expectations vs, vp; a bounded contrast's problem part as ``intervals.two_level`` floors it:
+    (P' − 1) M' + the pilot's floor, over P'²."""
     xs = _chi2_grid(seeds - 1, GRID["seeds"])[:, None] if seeds > 1 else np.ones((1, 1))
     xp = _chi2_grid(problems - 1, GRID["problems"])[None, :]
-    h = half_width(vs[..., None, None] * xs, vp[..., None, None] * xp, seeds, problems, confidence)
+    vp = vp[..., None, None] * xp
+    if p.floor is not None:
+        floor = np.reshape(p.floor, np.shape(p.floor) + (1,) * (vp.ndim - np.ndim(p.floor)))
+        vp = (vp * (problems - 1) + floor / problems) / problems
+    h = half_width(vs[..., None, None] * xs, vp, seeds, problems, confidence)
     return h.reshape(*h.shape[:-2], -1)
 
 
 def _plug_in(p: Pilot, seed_means, seeds: int, problems: int, confidence: float) -> np.ndarray:
-    return _half_widths(*_planned(p, seed_means, seeds, problems), seeds, problems, confidence).mean(-1)
+    return _half_widths(p, *_planned(p, seed_means, seeds, problems), seeds, problems, confidence).mean(-1)
 
 
 def _correction(p: Pilot, seeds: int, problems: int, confidence: float) -> np.ndarray:
@@ -194,7 +214,7 @@ def resolvable(p: Pilot, seeds: int, problems: int, confidence: float, power: fl
         raise ValueError("resolvable takes one pilot, not an array of them")
     vs, vp = _planned(p, p.seed_means, seeds, problems)
     k = float(_correction(p, seeds, problems, confidence))
-    h = k * _half_widths(vs, vp, seeds, problems, confidence)
+    h = k * _half_widths(p, vs, vp, seeds, problems, confidence)
     se = k * float(np.sqrt(max(0.0, vs + vp - p.residual / (seeds * problems))))
     if se == 0:
         return float(h.max())
@@ -217,9 +237,9 @@ def eval_problem_paths(config: dict) -> tuple[list[dict], list[Path]]:
     return labels, [Path("results/eval", lb["model"], cell(lb), "problems.jsonl") for lb in labels]
 
 
-def pilot_contrasts(config: dict) -> list[tuple[dict, np.ndarray]]:
-    """(the findings' row, its contrast's values seeds × problems) for every claim × model × test
-    set of the finished run in the working directory."""
+def pilot_contrasts(config: dict) -> list[tuple[dict, np.ndarray, tuple[float, float] | None]]:
+    """(the findings' row, its contrast's values seeds × problems, the range of one value) for
+    every claim × model × test set of the finished run in the working directory."""
     from nsr_study.data import read_jsonl
     from nsr_study.findings import CLAIMS, contrast_values, findings, model_inputs
 
@@ -238,7 +258,7 @@ def pilot_contrasts(config: dict) -> list[tuple[dict, np.ndarray]]:
         table, _, _ = findings(models, report["confidence"], report["noninferiority_margin"])
         for row in table.to_dict("records"):
             out.append((row | {"benchmark": bench},
-                        contrast_values(CLAIMS[row["claim"]], models[row["model"]]["values"])[0]))
+                        *contrast_values(CLAIMS[row["claim"]], models[row["model"]]["values"])))
     return out
 
 
@@ -262,21 +282,21 @@ POWER_COLUMNS = ["benchmark", "claim", "model", "seeds", "problems", "half_width
                  "seed_source"]
 
 
-def power_table(contrasts: list[tuple[dict, np.ndarray]], seeds: list[int], problems: list[int] | None,
+def power_table(contrasts: list[tuple[dict, np.ndarray, tuple[float, float] | None]], seeds: list[int], problems: list[int] | None,
                 confidence: float, power: float = 0.8, seed_sd: float | None = None,
                 other: dict | None = None, other_name: str = "") -> pd.DataFrame:
     """One row per claim × model × test set × planned (S, P) (``problems`` None: the pilot's)."""
     rows = []
-    for row, y in contrasts:
+    for row, y, bounds in contrasts:
         key = (row["benchmark"], row["claim"], row["model"])
         if y.shape[0] > 1:
-            p, source = pilot(y), "estimated"
+            p, source = pilot(y, bounds=bounds), "estimated"
         elif seed_sd is not None:
-            p, source = pilot(y, seed_sd=seed_sd), f"assumed: seed sd {seed_sd:g}"
+            p, source = pilot(y, seed_sd=seed_sd, bounds=bounds), f"assumed: seed sd {seed_sd:g}"
         elif other is not None:
             if key not in other:
                 raise ValueError(f"{other_name}: no components of {' '.join(key)}")
-            p, source = pilot(y, other=other[key]), f"from {other_name}"
+            p, source = pilot(y, other=other[key], bounds=bounds), f"from {other_name}"
         else:
             pilot(y)  # raises OneSeedPilot
         comp = p.components()
