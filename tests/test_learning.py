@@ -9,19 +9,20 @@ bugs (NSR advantages all zero, PPO ratio ≡ 1) would fail.
 
 The bar is set against sampling noise, not against one machine's result: another CPU's
 kernels round differently, sample other tokens and give another draw (the former 6-step,
-8-sample design measured 2.8-4.3 SE on an Intel AVX-512 CPU against its 3-SE bar). The design
-aims at twice the bar: 8 steps and 32 samples per problem over 64 problems. Measured on an
-AMD EPYC, native AVX-512 kernels, 2 threads, sampling seed 0 (prior step-0 pass rate 0.404),
-gain over the control (paired SE, in SE): GRPO +0.176 (0.026, 6.8), PSR +0.135 (0.026, 5.1),
-NSR +0.152 (0.021, 7.4), W-REINFORCE +0.183 (0.026, 7.0), flipped W-REINFORCE -0.310 (0.021,
-14.7); seed 1 (control 0.409): GRPO 6.6, PSR 7.8, NSR 8.5, W-REINFORCE 8.1, flipped 14.3 SE.
-Smallest over these two seeds: GRPO 6.6, PSR 5.1, NSR 7.4, W-REINFORCE 7.0, flipped 14.3 SE.
-Only these two seeds on one path could be measured yet (a loaded 2-core machine); PSR's seed 0
-is short of twice the bar. A larger lr learns less (1e-3: GRPO +0.035, SE 0.041) and 10 steps no
-more than 8 (4.6-6.8 SE); more held-out problems (level 2) is the lever left.
-With every objective's advantages negated (``python bench/learning_margins.py --negate``) all
-four objective tests fail. bench/learning_margins.py measures these margins for other seeds
-and kernel paths (``ATEN_CPU_CAPABILITY``); .ci/run runs this module on two paths."""
+8-sample, 64-problem design measured 2.8-4.3 SE on an Intel AVX-512 CPU against its 3-SE bar).
+The design aims at more than twice the bar. The gain differs from problem to problem (SD
+0.14-0.21 per problem, where 32 samples' noise alone gives at most ~0.12), so the lever is the
+number of held-out problems: RL trains on 72 of the 200 level-1 problems and validation holds the other 128
+(the SFT writes its mixture on all 200; RL never sees the validation problems), 8 steps, 32
+samples per problem. Measured with ``bench/learning_margins.py`` on an AMD EPYC, 2 threads,
+sampling seeds 0-4 on each of three kernel paths (``ATEN_CPU_CAPABILITY``: native AVX-512,
+avx2, default; the prior is rebuilt on each, its T = 1 pass rate 0.48 / 0.49 / 0.48), the gain
+over the control is +0.19 to +0.32 and the smallest margin over those 15 runs, in paired SE:
+GRPO 12.7, PSR 15.0, NSR 12.5, W-REINFORCE 12.9, the flipped run -31.9. With every
+objective's advantages negated (``python bench/learning_margins.py --negate``) every objective
+falls below the control instead (see docs/development.md). .ci/run runs this module on two
+paths.
+"""
 
 import functools
 import random
@@ -41,11 +42,8 @@ from nsr_study.tiny import build
 STEPS, LR, SEED = 8, 2e-4, 0
 PROMPT = {"system": None, "user": "{problem}"}  # short sequences: a faster SFT and rollouts
 VAL_SAMPLES = 32  # per held-out problem
-# RL's prompts; the other 128 of the 200 level-1 problems are held out from RL (the SFT writes its
-# mixture on all 200). The gain varies between problems (SD ~0.2 per problem, more than the
-# sampling noise of 32 samples), so the paired SE falls with the number of problems, not samples.
-RL_PROBLEMS = 72
-BAR = 3  # paired standard errors: a gain expected at >= 6 SE passes with probability > 0.998
+RL_PROBLEMS = 72  # RL's prompts; the other 128 of the 200 level-1 problems are its held-out validation
+BAR = 3  # paired standard errors: gains measured at >= 12 SE on every path tried
 SPEC = dict(hidden_size=64, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=512,
             sft_steps=800, batch_size=32, lr=5e-3, warmup_frac=0.1, weight_decay=0.01, max_new_tokens=24,
             t1_samples=4, wrong_share=0.5, rare_share=None, rare_wrong_share=None)
