@@ -105,11 +105,15 @@ def cluster():
 
 def run_on_slurm(workdir: Path, *targets, configs=("micro.yaml",), extra=(), log: Path, watch=None) -> int:
     """`snakemake --profile profiles/slurm --workflow-profile ops/slurm-local` on the micro demo,
-    at nice 10 (the jobs inherit it: PropagatePrioProcess). ``watch(log_text)`` is polled while it runs."""
+    at nice 10 (the jobs inherit it: PropagatePrioProcess). ``watch(log_text)`` is polled while it runs.
+    SIGINT is given back its default action in the child: a shell without job control (CI run in
+    the background, nohup) starts its children with SIGINT ignored, and Snakemake would then wait
+    forever for a job the watcher cancelled instead of stopping at the watcher's Ctrl-C."""
     cmd = ["nice", "-n", "10", sys.executable, "-m", "snakemake", "-s", REPO / "Snakefile", *LOCAL, *targets,
            "-d", workdir, *extra, "--configfile", *(workdir / c for c in configs)]
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         while proc.poll() is None:
             if watch:
                 watch(log.read_text(), proc)
