@@ -29,7 +29,7 @@ atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_err
 # move them across it. .ci/run runs them a second time under another torch kernel path
 # (ATEN_CPU_CAPABILITY); docs/development.md gives each bar's derivation.
 FLOAT_PATH_MODULES = {"test_learning", "test_distributed", "test_update", "test_rollout", "test_tiny",
-                      "test_objectives"}
+                      "test_objectives", "test_control"}
 
 
 def pytest_collection_modifyitems(config, items):
