@@ -7,7 +7,7 @@ model's. With PSR's advantages negated, or the tag miscounted, this fails.
 
 NSR's edge over PSR (``nsr_breadth_vs_psr``) is not asserted here: in this task NSR keeps the
 rare strategy only for a while, and how long depends on the training trajectory, which differs
-between CPUs' kernels (measured in docs/development.md); a test of it would pass or fail with the
+between CPUs' kernels (docs/demo.md, "On other CPUs"); a test of it would pass or fail with the
 machine."""
 
 import pandas as pd
