@@ -58,14 +58,15 @@ from nsr_study.rollout import HFBackend, plain_generation_config, static_cache_l
 from nsr_study.update import fill_logprobs, policy_update
 
 RATE_SHAPES = ("0.5b", "1.5b", "3b")  # the study's models; 7b only for the FSDP2 memory figure
-# Seconds a measurement must have left to start (its warm-up included): rough, from the H100
-# figures of docs/cost.md (a step of 13-26 s, decoding 20-35 ms a step) and a compilation of
-# about a minute; a guess for the H200 until this script has run there.
-NEEDS_S = {"train-step": 40, "rollout-plain-train": 35, "rollout-plain-eval": 60, "sampling-cost": 25,
-           "fsdp": 90, "fsdp-7b": 60, "rollout-compiled-train": 100, "rollout-compiled-eval": 120}
+# Seconds a measurement must have left to start (its warm-up included): the longest wall time
+# of its kind on an H200 on 2026-12-04 (docs/cost.md "Measured on an H200") plus ~15 %;
+# rollout-3b-plain-eval ran over 120 s without ending, and fsdp-7b and the compiled calls
+# (a plain call plus about a minute of compilation) are guesses until a GPU runs them.
+NEEDS_S = {"train-step": 20, "rollout-plain-train": 50, "rollout-plain-eval": 150, "sampling-cost": 45,
+           "fsdp": 90, "fsdp-7b": 90, "rollout-compiled-train": 110, "rollout-compiled-eval": 180}
 # Figures every measurement of a kind reports (``--check``).
 FIGURES = {"train-step": {"seconds", "parameters", "tokens", "peak_memory_gib", "tflops", "mfu"},
-           "rollout": {"seconds", "batch", "prompt_tokens", "new_tokens", "tokens_per_s", "ms_per_step",
+           "rollout": {"seconds", "batch", "prompt_tokens", "new_tokens", "tokens_per_s", "ms_per_step", "step_ms",
                        "peak_memory_gib", "graphs_compiled"},
            "sampling-cost": {"seeded_ms_per_step", "transformers_ms_per_step", "overhead", "calls", "batch",
                              "new_tokens"},
@@ -228,16 +229,28 @@ def rollout(study: Study, shape: str, compiled: bool, phase: str) -> dict:
         sync(study)
         return time.perf_counter() - t0, sum(len(r) for r in ro.response_ids)
 
+    # plain path: a time stamp as each forward pass starts. Every decoding step ends by reading
+    # whether all rows finished (a device sync), so stamp to stamp is one whole step: does a step
+    # get slower as the KV cache grows? (compiled: the hook would run inside the compiled call)
+    stamps = []
+    hook = None if compiled else model.register_forward_pre_hook(lambda *_: stamps.append(time.perf_counter()))
     graphs = [torch._dynamo.utils.counters["stats"]["unique_graphs"]]
     warm, _ = call(warm_width, warm_new, 1)
     graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     reset_peak(study)
+    stamps.clear()
     seconds, tokens = call(study.prompt_tokens, new, 2)
     graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    if hook is not None:
+        hook.remove()
+    steps = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # after the prefill
+    tenth = max(len(steps) // 10, 1)
+    step_ms = dict(first_tenth=1e3 * statistics.mean(steps[:tenth]), last_tenth=1e3 * statistics.mean(steps[-tenth:]),
+                   timed_steps=len(steps)) if steps else None
     del backend, model
     free(study)
     return dict(seconds=seconds, batch=prompts * n, prompt_tokens=study.prompt_tokens, new_tokens=new,
-                tokens=tokens, tokens_per_s=tokens / seconds, ms_per_step=1e3 * seconds / new,
+                tokens=tokens, tokens_per_s=tokens / seconds, ms_per_step=1e3 * seconds / new, step_ms=step_ms,
                 warm_up_seconds=warm, peak_memory_gib=peak_gib(study), weights=study.dtype if phase == "eval" else
                 "float32", temperature=temperature, top_p=top_p, repeats=1,
                 graphs_compiled=dict(warm_up=graphs[1] - graphs[0], timed=graphs[2] - graphs[1]))
@@ -518,6 +531,8 @@ def check(path: Path, smoke: bool) -> list[str]:
             problems.append(f"{name}: figures {sorted(FIGURES[kind(name)] - set(m.get('figures', {})))} missing")
         elif not m.get("command"):
             problems.append(f"{name}: no command")
+        elif "plain" in name and not m["figures"]["step_ms"]:
+            problems.append(f"{name}: no per-step times: the forward hook never ran")
         elif "compiled" in name and not m["figures"]["graphs_compiled"]["warm_up"]:
             problems.append(f"{name}: nothing was compiled: the compiled path ran eagerly")
         elif m["figures"].get("graphs_compiled", {}).get("timed"):

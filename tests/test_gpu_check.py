@@ -41,6 +41,11 @@ def test_smoke_run_measures_everything_planned(smoke):
     assert {(e["backend"], e["shape"]) for e in data["generation"]} == {
         ("hf", "0.5b"), ("hf", "1.5b"), ("hf", "3b"), ("hf-compiled", "0.5b")}
     assert all(e["batch"] == 4 for e in data["decoding"])  # generation_batch_size's stand-in, one call
+    # plain calls time each decoding step (stamp to stamp: all steps after the prefill but the last)
+    rollouts = {m["name"]: m["figures"] for m in checks["measurements"] if m["name"].startswith("rollout-")}
+    for name, f in rollouts.items():
+        assert f["tokens"] == f["batch"] * f["new_tokens"]  # random weights: every row to the limit
+        assert f["step_ms"] is None if "compiled" in name else f["step_ms"]["timed_steps"] == f["new_tokens"] - 2
 
 
 def test_one_rank_fsdp2_gives_the_plain_step_and_dcp_reads_back(smoke):
@@ -119,7 +124,9 @@ def test_a_measurement_without_time_left_is_skipped_and_named(tmp_path):
     needed, the command to add it later is printed, and the smoke check (none may be skipped) fails."""
     res = gpu_check("--smoke", "--only", "sampling-cost,fsdp-7b-peak", tmp_path, status=1, NSR_GPU_CHECK_BUDGET_S="0")
     measured = yaml.safe_load((tmp_path / "gpu_check.yaml").read_text())["checks"]["measurements"]
-    assert [(m["name"], m["skipped"].split(", ")[1]) for m in measured] == [("sampling-cost", "25 s needed"),
-                                                                            ("fsdp-7b-peak", "60 s needed")]
+    from gpu_check import NEEDS_S
+
+    assert [(m["name"], m["skipped"].split(", ")[1]) for m in measured] == [
+        ("sampling-cost", f"{NEEDS_S['sampling-cost']} s needed"), ("fsdp-7b-peak", f"{NEEDS_S['fsdp-7b']} s needed")]
     assert "bash bench/gpu_check.sh --smoke --only sampling-cost,fsdp-7b-peak DIR" in res.stdout
     assert "sampling-cost: skipped (" in res.stdout

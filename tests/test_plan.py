@@ -295,7 +295,10 @@ def test_decoding_entries_are_checked_like_the_others(tmp_path):
 
 def test_the_stored_measurements_load():
     data = load_throughput(STORED)
-    assert {e["card"] for e in data["generation"]} == {"H100-80GB"}
+    assert {e["card"] for e in data["generation"]} == {"H100-80GB", "H200"}
+    # the H200's evaluation calls (bench/gpu_check.sh) price the 0.5B and 1.5B evaluations; 3B's was not measured
+    rates = {shape: find_rates(data, "H200", "hf", f"Qwen/Qwen2.5-{shape}-Instruct") for shape in ("0.5B", "1.5B", "3B")}
+    assert [(256, 1024) in {c[:2] for c in r.decoding} for r in rates.values()] == [True, True, False]
 
 
 def test_test_problems_from_the_data_config(tmp_path):
@@ -320,7 +323,10 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
     overlay = tmp_path / "grid.yaml"
     overlay.write_text(yaml.safe_dump({"models": [{"name": "q05", "id": "Qwen/Qwen2.5-0.5B-Instruct"},
                                                   {"name": "other", "id": "org/unmeasured"}], "seeds": [0]}))
-    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf"])
+    with pytest.raises(SystemExit):  # two cards are measured: the plan does not pick one silently
+        main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf"])
+    assert "--card: choose one of ['H100-80GB', 'H200']" in capsys.readouterr().err
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--card", "H100-80GB"])
     out = capsys.readouterr().out
     config = load_config([REPO / "config/config.yaml", overlay], SCHEMA)
     rows = study_rows(config, count_test_problems(config["data"]), load_throughput(STORED),
@@ -334,19 +340,20 @@ def test_command_prints_rules_and_total(tmp_path, capsys, monkeypatch):
     # q05's 4 cells of 494 M parameters: 4 × 0.494 × 2 = 4 GB of policies, × 12 = 24 GB of checkpoints
     assert "disk at rest 28 GB (policies in bfloat16 4 GB, checkpoints 24 GB: train.keep_checkpoint true)" in \
         " ".join(out.split()) and "INCOMPLETE: parameters unknown for org/unmeasured" in out
-    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--gpus", "8"])
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--backend", "hf", "--gpus", "8",
+          "--card", "H100-80GB"])
     wall = list_schedule(study_jobs(rows), 8) / 3600
     low, high = (b / 3600 for b in schedule_bounds(study_jobs(rows), 8))
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wall-clock"))
     assert f"8 GPUs {wall:.1f} h" in " ".join(line.split()) and f"{low:.1f}–{high:.1f} h" in line
     assert line.endswith("INCOMPLETE: unmeasured jobs count 0 h")
-    main(["--configfile", "config/config.yaml", "--configfile", str(overlay)])  # the config's backends: vLLM
+    main(["--configfile", "config/config.yaml", "--configfile", str(overlay), "--card", "H200"])  # the config's: vLLM
     assert "no vllm measurement of Qwen/Qwen2.5-0.5B-Instruct" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--configfile", "config/config.yaml", "--card", "B200"])
     assert "B200 has no measurement" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--configfile", "config/config.yaml", "--gpus", "0"])
+        main(["--configfile", "config/config.yaml", "--gpus", "0", "--card", "H200"])
     assert "--gpus: 0; the study needs at least one GPU" in capsys.readouterr().err
 
 

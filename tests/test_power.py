@@ -173,7 +173,7 @@ def run_power(tmp_path, configs, *args):
     try:
         with contextlib.redirect_stdout(out):
             main([*sum([["--configfile", c] for c in configs], []),
-                  "--schema", str(REPO / "workflow/schemas/config.schema.yaml"), *args])
+                  "--schema", str(REPO / "workflow/schemas/config.schema.yaml"), "--card", "H100-80GB", *args])
         return None, out.getvalue()
     except SystemExit as e:
         return str(e), out.getvalue()
