@@ -23,16 +23,19 @@ done
 dir=$1
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+# the Python that holds torch: $PYTHON, else `python` (an activated environment), else `python3`
+# (GPU images often have no `python`)
+py=${PYTHON:-$(command -v python || command -v python3)} || { echo "gpu_check: no python or python3 on PATH" >&2; exit 3; }
 
 modules=(torch transformers yaml jsonschema numpy xxhash snakemake)
-missing=$(python - "${modules[@]}" <<'EOF'
+missing=$("$py" - "${modules[@]}" <<'EOF'
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
 EOF
 )
 if [ -n "$missing" ] && [ -n "${NSR_WHEELS:-}" ]; then
   declare -A pkg=([yaml]=pyyaml)
-  python -m pip install --quiet --no-index --find-links "$NSR_WHEELS" $(for m in $missing; do echo "${pkg[$m]:-$m}"; done)
+  "$py" -m pip install --quiet --no-index --find-links "$NSR_WHEELS" $(for m in $missing; do echo "${pkg[$m]:-$m}"; done)
   missing=""
 fi
 if [ -n "$missing" ]; then
@@ -45,7 +48,7 @@ status=0
 # the script starts no measurement it has no time left for (--budget-s, NSR_GPU_CHECK_BUDGET_S, 390 s);
 # the timeout ends a hung one, and the file keeps every figure measured before
 timeout --signal=INT --kill-after=20 "${NSR_GPU_CHECK_TIMEOUT_S:-450}" \
-  python bench/gpu_check.py --out "$dir/gpu_check.yaml" ${NSR_GPU_CHECK_BUDGET_S:+--budget-s "$NSR_GPU_CHECK_BUDGET_S"} \
+  "$py" bench/gpu_check.py --out "$dir/gpu_check.yaml" ${NSR_GPU_CHECK_BUDGET_S:+--budget-s "$NSR_GPU_CHECK_BUDGET_S"} \
   --command "$cmd" "${smoke[@]}" "${only[@]}" || status=$?
-python bench/gpu_check.py --check "$dir/gpu_check.yaml" "${smoke[@]}" || status=$((status ? status : 1))
+"$py" bench/gpu_check.py --check "$dir/gpu_check.yaml" "${smoke[@]}" || status=$((status ? status : 1))
 exit "$status"

@@ -130,3 +130,20 @@ def test_a_measurement_without_time_left_is_skipped_and_named(tmp_path):
         ("sampling-cost", f"{NEEDS_S['sampling-cost']} s needed"), ("fsdp-7b-peak", f"{NEEDS_S['fsdp-7b']} s needed")]
     assert "bash bench/gpu_check.sh --smoke --only sampling-cost,fsdp-7b-peak DIR" in res.stdout
     assert "sampling-cost: skipped (" in res.stdout
+
+
+def test_a_machine_with_python3_alone_runs_the_check(tmp_path):
+    """GPU images often have ``python3`` and no ``python``: the script falls back to it."""
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mkdir", "timeout"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
+    res = gpu_check("--smoke", "--only", "nothing", tmp_path / "out", status=2, PATH=str(bin_dir))
+    assert "--only: unknown ['nothing']" in res.stderr  # gpu_check.py ran, under python3
+    (bin_dir / "python3").unlink()
+    res = gpu_check("--smoke", "--only", "nothing", tmp_path / "out", status=3, PATH=str(bin_dir))
+    assert "gpu_check: no python or python3 on PATH" in res.stderr
