@@ -24,7 +24,7 @@ dir=$1
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # the Python that holds torch: $PYTHON, else `python` (an activated environment), else `python3`
-# (GPU images often have no `python`)
+# (a GPU image may have `python3` alone)
 py=${PYTHON:-$(command -v python || command -v python3)} || { echo "gpu_check: no python or python3 on PATH" >&2; exit 3; }
 
 modules=(torch transformers yaml jsonschema numpy xxhash snakemake)

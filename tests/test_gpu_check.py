@@ -133,7 +133,7 @@ def test_a_measurement_without_time_left_is_skipped_and_named(tmp_path):
 
 
 def test_a_machine_with_python3_alone_runs_the_check(tmp_path):
-    """GPU images often have ``python3`` and no ``python``: the script falls back to it."""
+    """A GPU image may have ``python3`` and no ``python``: the script falls back to it."""
     import shutil
 
     bin_dir = tmp_path / "bin"
