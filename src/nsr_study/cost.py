@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from nsr_study.config import objective_train
-from nsr_study.rates import THROUGHPUT, PlanError, Rates, find_rates, load_throughput
+from nsr_study.rates import THROUGHPUT, PlanError, Rates, find_rates, load_throughput, measured_cards
 from nsr_study.synthetic import LONGER_FILE, RARE_FILE
 
 # Source rows of the hub test splits we know (the schema's default hub id); other hub ids
@@ -290,7 +290,7 @@ def rule_minutes(config: dict, throughput: dict | None = None) -> dict[str, dict
     except PlanError:  # the workflow's one shard (eval_shards) of a MATH-sized guess
         problems = HUB_TEST_ROWS["DigitalLearningGmbH/MATH-lighteval"]
         config = config | {"evaluate": config["evaluate"] | {"shard_size": problems}}
-    cards = sorted({entry["card"] for entry in throughput["generation"]})
+    cards = measured_cards(throughput)
     hours: dict[str, dict[str, float]] = {}
     for card in cards:
         for r in (r for backend in ("hf", "vllm") for r in study_rows(config, problems, throughput, card, backend)):

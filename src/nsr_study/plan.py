@@ -21,7 +21,7 @@ from pathlib import Path
 from nsr_study.config import ConfigError, load_config
 from nsr_study.cost import (Row, count_all_test_problems, decode_step, disk_bytes, generate_calls, rate_backend,
                             shard_count, study_rows)
-from nsr_study.rates import THROUGHPUT, PlanError, find_rates, load_throughput, model_parameters
+from nsr_study.rates import THROUGHPUT, PlanError, chosen_card, find_rates, load_throughput, model_parameters
 from nsr_study.schedule import list_schedule, schedule_bounds, study_jobs
 
 
@@ -166,10 +166,10 @@ def main(argv: list[str]) -> None:
             ap.error(f"{f}: file not found (run from the repository root, or pass its path)")
     try:
         throughput = load_throughput(args.throughput)
-        cards = sorted({entry["card"] for entry in throughput["generation"]})
-        card = args.card or (cards[0] if len(cards) == 1 else None)
-        if card not in cards:
-            ap.error(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
+        try:
+            card = chosen_card(throughput, args.card)
+        except PlanError as e:  # a usage error: argparse's message and exit status
+            ap.error(str(e))
         config = load_config(args.configfile, args.schema)
         problems = args.test_problems or count_all_test_problems(config)
     except (ConfigError, PlanError) as e:

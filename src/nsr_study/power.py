@@ -346,7 +346,7 @@ def options_report(table: pd.DataFrame, hours: dict[tuple[int, int], tuple[float
 def main(argv: list[str]) -> None:
     from nsr_study.config import ConfigError, load_config
     from nsr_study.cost import count_all_test_problems
-    from nsr_study.rates import THROUGHPUT, PlanError, load_throughput
+    from nsr_study.rates import THROUGHPUT, PlanError, chosen_card, load_throughput
 
     ap = argparse.ArgumentParser(prog="python -m nsr_study power", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -378,10 +378,10 @@ def main(argv: list[str]) -> None:
     try:
         config = load_config(args.configfile, args.schema)
         throughput = load_throughput(args.throughput)
-        cards = sorted({entry["card"] for entry in throughput["generation"]})
-        card = args.card or (cards[0] if len(cards) == 1 else None)
-        if card not in cards:
-            ap.error(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
+        try:
+            card = chosen_card(throughput, args.card)
+        except PlanError as e:  # a usage error: argparse's message and exit status
+            ap.error(str(e))
         contrasts = pilot_contrasts(config)
         confidence = config["report"]["findings"]["confidence"]
         other = other_components(args.components) if args.components else None

@@ -129,6 +129,20 @@ def load_throughput(path) -> dict:
     return data
 
 
+def measured_cards(throughput: dict) -> list[str]:
+    return sorted({entry["card"] for entry in throughput["generation"]})
+
+
+def chosen_card(throughput: dict, asked: str | None) -> str:
+    """The card whose measurements price a plan: ``asked`` (``--card``), or the only one measured;
+    with several measured and none asked, the caller must choose (no silent pick)."""
+    cards = measured_cards(throughput)
+    card = asked or (cards[0] if len(cards) == 1 else None)
+    if card not in cards:
+        raise PlanError(f"--card: {'choose' if card is None else f'{card} has no measurement;'} one of {cards}")
+    return card
+
+
 def model_parameters(throughput: dict, model_id: str) -> int | None:
     """Parameters of a model, from any measurement of its shape that states them."""
     return next((e["parameters"] for e in throughput["generation"] if model_id in e["models"] and "parameters" in e),
