@@ -46,7 +46,7 @@ RL_PROBLEMS = 72  # RL's prompts; the other 128 of the 200 level-1 problems are 
 BAR = 3  # paired standard errors: gains measured at >= 12 SE on every path tried
 SPEC = dict(hidden_size=64, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=512,
             sft_steps=800, batch_size=32, lr=5e-3, warmup_frac=0.1, weight_decay=0.01, max_new_tokens=24,
-            t1_samples=4, wrong_share=0.5, rare_share=None, rare_wrong_share=None)
+            t1_samples=4, wrong_share=0.5, rare_share=None, rare_wrong_share=None, rare_slip=False)
 
 
 @pytest.fixture(scope="module")

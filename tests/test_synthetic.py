@@ -60,6 +60,10 @@ def test_strategy_solutions_by_hand():
     assert strategy_solution(rare, "B") == ("Right to left: $4 + 4 = 8$. $8 + 8 = 16$. $16 + 3 = 19$. "
                                             "The answer is $\\boxed{19}$.")
     assert parse_strategy_problem(rare) == ([3, 8, 4], True)
+    # the slip leaves out the number before the last (8): B's steps then miss it
+    assert strategy_solution(plain, "B", slip=True) == "Right to left: $4 + 3 = 7$. The answer is $\\boxed{7}$."
+    assert strategy_solution(rare, "B", slip=True) == ("Right to left: $4 + 4 = 8$. $8 + 3 = 11$. "
+                                                       "The answer is $\\boxed{11}$.")
     assert [strategy_of(t) for t in (" Left to right: $1", "Right to left:", "$3 + 8", "")] == ["A", "B", "other", "other"]
     with pytest.raises(ValueError, match="not a two-strategy sum"):
         parse_strategy_problem("Compute $3 + 8$.")

@@ -126,11 +126,15 @@ def parse_strategy_problem(problem: str) -> tuple[list[int], bool]:
     return [int(t) for t in terms], clause
 
 
-def strategy_solution(problem: str, strategy: str) -> str:
+def strategy_solution(problem: str, strategy: str, slip: bool = False) -> str:
     """The worked solution of ``problem`` by ``strategy`` ("A" or "B"): A adds left to right
     and ignores the clause, B adds right to left from the last number, counted twice when the
-    clause asks (B's answer is always right, A's only without the clause)."""
+    clause asks (B's answer is always right, A's only without the clause). With ``slip`` the
+    number before the last is left out: a mistake in the steps themselves, which the
+    two-strategy prior can give B alone (``nsr_study.tiny``)."""
     digits, clause = parse_strategy_problem(problem)
+    if slip:
+        digits = digits[:-2] + digits[-1:]
     if strategy == "A":
         start, rest = digits[0], digits[1:]
     elif strategy == "B":

@@ -32,7 +32,8 @@ rewards — without downloading Qwen, in seconds per model. So each tiny model i
   of ``nsr_study.synthetic`` the SFT writes each solution by the rare strategy B with
   probability ``rare_share``, else by the common A, on every train problem and on its twin with
   the "counting the last number twice" clause (which only B honours), each strategy with its
-  own share of off-by-one answers (``wrong_share``, ``rare_wrong_share``): its reliability.
+  own share of wrong answers (``wrong_share``, ``rare_wrong_share``): its reliability. A wrong
+  answer is off by one, or with ``rare_slip`` B's own slip, which leaves a number out.
   RL then trains on the clause-free problems only, where both strategies are right.
 """
 
@@ -93,7 +94,8 @@ class TinySpec:
     t1_samples: int  # samples per validation problem at T=1
     wrong_share: float | list[float]  # share of SFT draws whose final answer follows off_by_one (or one per level)
     rare_share: float | None  # None: the sums prior; else the two-strategy prior's share of strategy B
-    rare_wrong_share: float | None  # strategy B's off_by_one share (None: wrong_share, as A's)
+    rare_wrong_share: float | None  # strategy B's share of wrong answers (None: wrong_share, as A's)
+    rare_slip: bool  # B's wrong answers: its own slip (True) or the off_by_one it shares with A
 
     def wrong_share_of(self, level: str) -> float:
         """The share for a record's level ("Level 3"): the one share, or the level's entry."""
@@ -106,7 +108,7 @@ def corpus(records: list[dict], prompt: dict, spec: TinySpec) -> list[str]:
     """The texts the tokenizer sees: the prompt's turns as the chat template renders them
     (role, newline, content), and the right solutions of each strategy (``solutions``)."""
     turns = {f"{m['role']}\n{m['content']}" for r in records for m in messages(r["problem"], prompt)}
-    return sorted(turns) + [f"assistant\n{t}" for r in records for _, _, t in solutions(r, spec)]
+    return sorted(turns) + [f"assistant\n{t}" for r in records for _, _, t, _ in solutions(r, spec)]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -167,22 +169,25 @@ def sft_records(records: list[dict], spec: TinySpec) -> list[dict]:
     return records + twins
 
 
-def solutions(record: dict, spec: TinySpec) -> list[tuple[float, float, str]]:
-    """(probability, off-by-one share, right solution) of each strategy the SFT may write for
-    ``record``: the record's own solution with the sums prior; A and B with the two-strategy one."""
+def solutions(record: dict, spec: TinySpec) -> list[tuple[float, float, str, str]]:
+    """(probability, share of wrong answers, right solution, wrong solution) of each strategy the
+    SFT may write for ``record``: the record's own solution with the sums prior; A and B with the
+    two-strategy one. A wrong solution is the right one's ``off_by_one``, or with ``rare_slip``
+    B's own slip (a number left out), so that unlearning A's mistake does not also fix B's."""
     share = spec.wrong_share_of(record["level"])
     if spec.rare_share is None:
-        return [(1.0, share, record["solution"])]
+        return [(1.0, share, record["solution"], off_by_one(record["solution"]))]
     rare_wrong = share if spec.rare_wrong_share is None else spec.rare_wrong_share
-    return [(1 - spec.rare_share, share, strategy_solution(record["problem"], "A")),
-            (spec.rare_share, rare_wrong, strategy_solution(record["problem"], "B"))]
+    a, b = (strategy_solution(record["problem"], s) for s in "AB")
+    b_wrong = strategy_solution(record["problem"], "B", slip=True) if spec.rare_slip else off_by_one(b)
+    return [(1 - spec.rare_share, share, a, off_by_one(a)), (spec.rare_share, rare_wrong, b, b_wrong)]
 
 
 def sft_targets(record: dict, spec: TinySpec) -> list[tuple[float, str]]:
     """The solutions the SFT may write for ``record`` with their probabilities (summing to 1):
-    each strategy's ``off_by_one`` version, then its right one (so the sums prior draws as it
-    always did)."""
-    return [t for p, wrong, text in solutions(record, spec) for t in ((p * wrong, off_by_one(text)), (p * (1 - wrong), text))]
+    each strategy's wrong version, then its right one (so the sums prior draws as it always did)."""
+    return [t for p, share, right, wrong in solutions(record, spec)
+            for t in ((p * share, wrong), (p * (1 - share), right))]
 
 
 def sft_examples(tokenizer, records: list[dict], prompt: dict, spec: TinySpec
