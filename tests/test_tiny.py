@@ -141,10 +141,11 @@ def test_the_two_strategy_prior_writes_both_strategies_on_every_problem_and_its_
     # with rare_slip, B's wrong answer leaves out the number before the last; A's is unchanged
     slipped = sft_targets(problems[4], tiny_spec(rare_share=0.2, wrong_share=0.25, rare_wrong_share=0.1,
                                                  rare_slip=True))
+    texts = [t for _, t in slipped]
     assert [round(p, 6) for p, _ in slipped] == [0.2, 0.6, 0.02, 0.18]
-    assert [t for _, t in slipped][:2] + [t for _, t in slipped][3:] == [targets[0][1], targets[1][1], targets[3][1]]
-    assert int(last_boxed(slipped[2][1])) == sum(digits) + digits[-1] - digits[-2]
-    assert strategy_of(slipped[2][1]) == "B"
+    assert texts[:2] + texts[3:] == [targets[0][1], targets[1][1], targets[3][1]]
+    assert int(last_boxed(texts[2])) == sum(digits) + digits[-1] - digits[-2]
+    assert strategy_of(texts[2]) == "B"
 
 
 def test_draw_takes_the_target_whose_cumulative_probability_passes_u():
